@@ -1,0 +1,1 @@
+"""The command line: argument parsing only; each subcommand module hands off to the package."""

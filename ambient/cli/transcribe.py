@@ -1,0 +1,83 @@
+"""``ambient transcribe FILE...``: files through the daemon's streaming path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ambient.errors import AmbientError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``transcribe`` subcommand."""
+    p = sub.add_parser("transcribe", help="transcribe audio files with the streaming recognizer")
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="WAV/FLAC files (any rate, mono or stereo)",
+    )
+    p.add_argument(
+        "--model", type=Path, default=None, help="model file (default: the shipped model)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument(
+        "--chunk-ms", type=int, default=640, help="encoder chunk length in ms (default 640)"
+    )
+    p.add_argument(
+        "--block-ms",
+        type=int,
+        default=100,
+        help="how much audio is fed per step (does not change results)",
+    )
+    p.add_argument(
+        "--int8", action="store_true", help="int8 dynamic quantization of the linear weights"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Transcribe each file; a file that fails is reported and the others still run."""
+    import torch
+
+    from ambient.audio.io import iter_audio_blocks
+    from ambient.config import load_config
+    from ambient.model.checkpoint import load_model
+    from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
+
+    if args.block_ms <= 0 or args.chunk_ms <= 0:
+        raise AmbientError("--block-ms and --chunk-ms must be positive")
+    torch.set_num_threads(max(1, args.threads))
+    model_path = args.model or load_config(None).model.path
+    model = load_model(model_path, int8=args.int8)
+    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
+    block = max(1, args.block_ms * 16)
+    status = 0
+    for f in args.files:
+        try:
+            hyp, seconds = transcribe_blocks(rec, iter_audio_blocks(f, block_samples=block))
+        except AmbientError as e:
+            print(f"ambient: error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        if args.json:
+            out: dict[str, Any] = {
+                "file": str(f),
+                "text": hyp.text,
+                "words": [vars(w) for w in hyp.words],
+                "confidence": hyp.confidence,
+                "duration": round(seconds, 3),
+                "model": model.name,
+                "chunk_ms": rec.chunk_ms,
+            }
+            print(json.dumps(out), flush=True)
+        else:
+            print(f"{f}: {hyp.text}", flush=True)
+    return status

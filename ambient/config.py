@@ -1,0 +1,433 @@
+"""Daemon settings: one YAML file validated by pydantic. The only module that knows YAML.
+
+Every key has a default and a description (``Field(description=...)``); ``docs/configuration.md``
+is generated from these models (``python -m ambient.config --markdown``) and a test checks it is
+current. Unknown keys and bad values raise :class:`ConfigError` with a one-line message naming the
+key. A few per-host settings can be overridden by environment variables (see ``ENV_OVERRIDES``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ambient.errors import ConfigError
+
+__all__ = [
+    "ENV_OVERRIDES",
+    "AudioConfig",
+    "Config",
+    "EventLogConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "RecognizerConfig",
+    "SocketConfig",
+    "VadConfig",
+    "default_event_log_path",
+    "default_model_path",
+    "default_socket_path",
+    "load_config",
+]
+
+DEFAULT_MODEL_NAME = "ambient-base"
+
+
+def _runtime_dir() -> Path:
+    """Where the socket lives: systemd's RuntimeDirectory, else the user's runtime dir, else /tmp."""
+    if d := os.environ.get("RUNTIME_DIRECTORY"):
+        return Path(d.split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/run/ambient")
+    if d := os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(d) / "ambient"
+    return Path("/tmp") / f"ambient-{os.geteuid()}"
+
+
+def _state_dir() -> Path:
+    """Where the event log lives: systemd's StateDirectory, else XDG state home."""
+    if d := os.environ.get("STATE_DIRECTORY"):
+        return Path(d.split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/ambient")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ambient"
+
+
+def default_socket_path() -> Path:
+    """Default Unix socket path for this process (system service, user service or shell)."""
+    return _runtime_dir() / "ambient.sock"
+
+
+def default_event_log_path() -> Path:
+    """Default event-log path for this process."""
+    return _state_dir() / "events.jsonl"
+
+
+def default_model_path() -> Path:
+    """The shipped default model: ``models/<name>/model.pt`` in the source tree or a system install."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME / "model.pt",
+        Path("/usr/share/ambient/models") / DEFAULT_MODEL_NAME / "model.pt",
+    ]
+    for c in candidates:
+        if c.exists():
+            return c
+    return candidates[0]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class AudioConfig(_Section):
+    """Where audio comes from."""
+
+    source: Literal["mic", "file", "stdin"] = Field(
+        "mic",
+        description="Audio source: a microphone (sounddevice), a WAV/FLAC file, or raw PCM on stdin.",
+    )
+    device: str | int | None = Field(
+        None,
+        description="Input device for `mic`: a name substring or an index (`ambient devices`); null = system default.",
+    )
+    file: Path | None = Field(None, description="Audio file for `source: file` (WAV/FLAC, any rate, mono or stereo).")
+    realtime: bool = Field(
+        True,
+        description="For `source: file`: pace the file in real time (true) or feed it as fast as possible (false).",
+    )
+    stdin_rate: int = Field(16000, ge=8000, le=192000, description="Sample rate of raw s16le mono PCM on stdin.")
+    device_rate: int | None = Field(
+        None,
+        ge=8000,
+        le=192000,
+        description="Capture rate for `mic`; null = 16000 if the device supports it, else its native rate (resampled).",
+    )
+    block_ms: int = Field(
+        30,
+        ge=10,
+        le=200,
+        description="Audio block size handed from the capture callback to the daemon.",
+    )
+    queue_blocks: int = Field(
+        200,
+        ge=4,
+        le=10000,
+        description="Bound of the capture queue in blocks; overflowing blocks are dropped, counted and logged.",
+    )
+    reopen_initial_s: float = Field(0.5, gt=0, le=60, description="First delay before reopening a lost device.")
+    reopen_max_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Longest delay between reopen attempts (exponential backoff).",
+    )
+    stall_timeout_s: float = Field(
+        3.0,
+        gt=0,
+        le=120,
+        description="No audio from an open device for this long counts as a lost device.",
+    )
+
+
+class VadConfig(_Section):
+    """The voice-activity gate in front of the recognizer (webrtcvad)."""
+
+    aggressiveness: int = Field(
+        2,
+        ge=0,
+        le=3,
+        description="webrtcvad aggressiveness, 0 (least) to 3 (most aggressive filtering of non-speech).",
+    )
+    frame_ms: Literal[10, 20, 30] = Field(30, description="webrtcvad frame length in ms.")
+    start_ms: int = Field(
+        150,
+        ge=10,
+        le=2000,
+        description="Voiced audio needed within `start_window_ms` to open the gate.",
+    )
+    start_window_ms: int = Field(
+        300, ge=10, le=5000, description="Window over which `start_ms` of voiced audio is counted."
+    )
+    preroll_ms: int = Field(
+        300,
+        ge=0,
+        le=5000,
+        description="Audio kept from before the gate opens and fed to the recognizer.",
+    )
+    hangover_ms: int = Field(600, ge=30, le=10000, description="Silence tolerated inside an utterance before it ends.")
+    min_speech_ms: int = Field(
+        250,
+        ge=0,
+        le=10000,
+        description="Utterances with less voiced audio than this are discarded without a final.",
+    )
+    max_utterance_s: float = Field(
+        20.0,
+        ge=1,
+        le=600,
+        description="An utterance this long is forced to a final and a new one starts.",
+    )
+
+
+class ModelConfig(_Section):
+    """The recognizer model."""
+
+    path: Path = Field(
+        default_factory=default_model_path,
+        description="Checkpoint file (`model.pt`); its SHA-256 is verified on load.",
+    )
+    int8: bool = Field(
+        False,
+        description="Load with int8 dynamic quantization of all linear weights (smaller, faster, slightly less accurate).",
+    )
+    threads: int = Field(1, ge=1, le=64, description="torch intra-op threads for the encoder.")
+    mlock: bool = Field(
+        False,
+        description="Lock the process memory (mlockall) so the resident model is never swapped out.",
+    )
+
+
+class RecognizerConfig(_Section):
+    """Streaming decoding."""
+
+    chunk_ms: int = Field(
+        640,
+        ge=40,
+        le=5000,
+        description="Encoder chunk length in ms: latency versus accuracy and CPU.",
+    )
+    partials: bool = Field(True, description="Publish `partial` events while an utterance is in progress.")
+
+
+class SocketConfig(_Section):
+    """The local Unix-socket publisher."""
+
+    path: Path = Field(default_factory=default_socket_path, description="Unix socket path. Env: AMBIENT_SOCKET.")
+    mode: int = Field(0o660, ge=0, le=0o777, description='Socket file mode (octal in YAML: 0660 or "0660").')
+    group: str | None = Field(None, description="Group owning the socket (e.g. `ambient`); null = the daemon's group.")
+    allow_uids: list[int] | None = Field(
+        None,
+        description="If set, only these peer uids (SO_PEERCRED) may connect (root too, see `allow_root`).",
+    )
+    allow_gids: list[int] | None = Field(
+        None,
+        description="If set, peers whose primary gid, or whose user's groups, include one of these gids may connect.",
+    )
+    allow_root: bool = Field(
+        True,
+        description="With allow-lists set, uid 0 may always connect; false applies the lists to root too.",
+    )
+    max_clients: int = Field(128, ge=1, le=10000, description="Connections beyond this are refused with an error.")
+    client_queue: int = Field(
+        256,
+        ge=8,
+        le=100000,
+        description="Per-client queue of outgoing events; partials are dropped first when it fills.",
+    )
+    max_message_bytes: int = Field(
+        65536,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="Longest accepted client message (one JSON line).",
+    )
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                return int(v, 8)
+            except ValueError as e:
+                raise ValueError(f"not an octal file mode: {v!r}") from e
+        return v
+
+
+class EventLogConfig(_Section):
+    """The durable append-only transcript log (JSON Lines)."""
+
+    path: Path | None = Field(
+        default_factory=default_event_log_path, description="Event-log file; null disables the log."
+    )
+    fsync: Literal["always", "interval", "never"] = Field(
+        "always",
+        description="fsync after every line, at most every `fsync_interval_s`, or never (flush only).",
+    )
+    fsync_interval_s: float = Field(1.0, gt=0, le=3600, description="Period for `fsync: interval`.")
+    rotate_bytes: int = Field(
+        10 * 1024 * 1024, ge=4096, description="Rotate the file when it would grow past this size."
+    )
+    keep_files: int = Field(5, ge=0, le=1000, description="Rotated files kept (events.jsonl.1 … .N).")
+    retention_days: float | None = Field(
+        30.0, gt=0, description="Delete rotated files older than this many days; null keeps them."
+    )
+    metadata_only: bool = Field(
+        False, description="Privacy mode: store times, ids and confidences but no text or words."
+    )
+    file_mode: int = Field(0o600, ge=0, le=0o777, description="Mode of event-log files (0600 or 0640).")
+    include_partials: bool = Field(False, description="Also log partial events (large; off by default).")
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _octal(cls, v: Any) -> Any:
+        return SocketConfig._octal(v)
+
+
+class LoggingConfig(_Section):
+    """Diagnostic logs (structlog)."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level. Env: AMBIENT_LOG_LEVEL."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="`json` lines (journald), readable `console`, or `auto`: console on a terminal, else json.",
+    )
+
+
+class Config(_Section):
+    """The whole daemon configuration."""
+
+    audio: AudioConfig = Field(default_factory=lambda: AudioConfig(), description="Audio capture.")
+    vad: VadConfig = Field(default_factory=lambda: VadConfig(), description="Voice-activity gate.")
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig(), description="Recognizer model.")
+    recognizer: RecognizerConfig = Field(default_factory=RecognizerConfig, description="Streaming decoding.")
+    socket: SocketConfig = Field(default_factory=lambda: SocketConfig(), description="Unix-socket publisher.")
+    event_log: EventLogConfig = Field(default_factory=EventLogConfig, description="Durable event log.")
+    logging: LoggingConfig = Field(default_factory=lambda: LoggingConfig(), description="Diagnostic logging.")
+
+
+#: Environment variables that override one key each: (variable, section, key).
+ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
+    ("AMBIENT_SOCKET", "socket", "path"),
+    ("AMBIENT_DEVICE", "audio", "device"),
+    ("AMBIENT_LOG_LEVEL", "logging", "level"),
+    ("AMBIENT_MODEL", "model", "path"),
+    ("AMBIENT_EVENT_LOG", "event_log", "path"),
+)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    msg = first["msg"]
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{source}: invalid value for '{key}': {msg}{shown}"
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    for var, section, key in ENV_OVERRIDES:
+        if var in env and env[var] != "":
+            sect = data.setdefault(section, {})
+            if not isinstance(sect, dict):
+                continue
+            value: Any = env[var]
+            if key == "device" and value.isdigit():
+                value = int(value)
+            if key == "level":
+                value = value.lower()
+            sect[key] = value
+    return data
+
+
+def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | None = None) -> Config:
+    """Validate already-parsed YAML data (a mapping or None) and apply environment overrides."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    data = _apply_env(dict(data), dict(os.environ) if env is None else env)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+
+
+def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> Config:
+    """Load and validate a YAML config file (``None``: all defaults, env overrides still apply)."""
+    if path is None:
+        return parse_config({}, source="defaults", env=env)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read config file: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{where}") from None
+    return parse_config(data, source=str(p), env=env)
+
+
+def dump_config(cfg: Config) -> str:
+    """The effective configuration as YAML (defaults included)."""
+    data = cfg.model_dump(mode="json")
+    for sect, key in (("socket", "mode"), ("event_log", "file_mode")):
+        data[sect][key] = f"{getattr(getattr(cfg, sect), key):04o}"
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def config_markdown() -> str:
+    """Reference documentation of every key, generated from the models (docs/configuration.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `ambient/config.py` by `python -m ambient.config --markdown`; a test keeps it current.",
+        "Every key is optional. Unknown keys are errors.",
+        "",
+    ]
+    for name, field in Config.model_fields.items():
+        section = field.annotation
+        assert isinstance(section, type) and issubclass(section, BaseModel)
+        lines += [
+            f"## `{name}`",
+            "",
+            (section.__doc__ or "").strip(),
+            "",
+            "| key | default | description |",
+            "|---|---|---|",
+        ]
+        for key, f in section.model_fields.items():
+            if f.default_factory is not None:
+                default = "(computed, see below)" if key == "path" else repr(f.default_factory())  # type: ignore[call-arg]
+            else:
+                default = f.default
+            if key in ("mode", "file_mode") and isinstance(default, int):
+                default = f"{default:04o}"
+            lines.append(f"| `{name}.{key}` | `{default}` | {f.description or ''} |")
+        lines.append("")
+    lines += [
+        "## Computed defaults",
+        "",
+        "- `socket.path`: `$RUNTIME_DIRECTORY/ambient.sock` under systemd, `/run/ambient/ambient.sock` as root,",
+        "  else `$XDG_RUNTIME_DIR/ambient/ambient.sock`.",
+        "- `event_log.path`: `$STATE_DIRECTORY/events.jsonl` under systemd, `/var/lib/ambient/events.jsonl` as root,",
+        "  else `$XDG_STATE_HOME/ambient/events.jsonl` (default `~/.local/state/ambient/events.jsonl`).",
+        f"- `model.path`: the shipped `models/{DEFAULT_MODEL_NAME}/model.pt`.",
+        "",
+        "## Environment overrides",
+        "",
+        "| variable | key |",
+        "|---|---|",
+    ]
+    lines += [f"| `{var}` | `{sect}.{key}` |" for var, sect, key in ENV_OVERRIDES]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--markdown"]:
+        sys.stdout.write(config_markdown())
+    else:
+        sys.stdout.write(dump_config(load_config(sys.argv[1] if len(sys.argv) > 1 else None)))

@@ -1,0 +1,263 @@
+"""Where every weight is stored, and which virtual layers reuse it.
+
+A virtual Conformer layer never owns its weights. Each projection matrix ("slot", e.g. ``att.q``)
+of all M virtual layers lives in one :class:`LinearBank`, and each small vector (layer norms,
+depthwise kernel) in one :class:`VectorBank`. A bank stores a tensor once per *group* of layers and
+maps a virtual layer to its group, so a shared tensor exists once in memory and in the checkpoint.
+:func:`resolve` turns a :class:`SharingConfig` into one :class:`SlotSpec` per slot — the whole
+sharing scheme is readable in that one function.
+
+The three pieces a slot may combine (``y = x·Wᵀ + b``):
+``W_l = F[g_full(l)] + U[g_u(l)]·V[g_v(l)] + diag(d_l)`` — full-rank, low-rank and diagonal.
+They are applied factored (``x·Vᵀ·Uᵀ``), never materialized, so low rank also saves compute.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ambient.model.dims import ModelDims, SharingConfig
+
+__all__ = [
+    "SLOTS",
+    "VECTORS",
+    "LinearBank",
+    "SlotSpec",
+    "VectorBank",
+    "group_index",
+    "resolve",
+    "vector_group",
+]
+
+#: Projection slots of one Conformer layer: name -> (input dim, output dim) as names.
+SLOTS: dict[str, tuple[str, str]] = {
+    "ff1.w1": ("d", "f"),
+    "ff1.w2": ("f", "d"),
+    "att.q": ("d", "d"),
+    "att.k": ("d", "d"),
+    "att.v": ("d", "d"),
+    "att.o": ("d", "d"),
+    "conv.pw1": ("d", "2d"),
+    "conv.pw2": ("d", "d"),
+    "ff2.w1": ("d", "f"),
+    "ff2.w2": ("f", "d"),
+}
+
+#: Small per-layer tensors: name -> shape as dim names ("k" = conv kernel).
+VECTORS: dict[str, tuple[str, ...]] = {
+    "ff1.norm.w": ("d",),
+    "ff1.norm.b": ("d",),
+    "att.norm.w": ("d",),
+    "att.norm.b": ("d",),
+    "conv.norm.w": ("d",),
+    "conv.norm.b": ("d",),
+    "conv.dw.w": ("d", "k"),
+    "conv.dw.b": ("d",),
+    "conv.ln.w": ("d",),
+    "conv.ln.b": ("d",),
+    "ff2.norm.w": ("d",),
+    "ff2.norm.b": ("d",),
+    "out.norm.w": ("d",),
+    "out.norm.b": ("d",),
+}
+
+
+def _module_of(name: str) -> str:
+    """``ff1.w1`` -> ``ff``; ``att.q`` -> ``att``; ``out.norm.w`` -> ``out``."""
+    head = name.split(".")[0]
+    return "ff" if head in ("ff1", "ff2") else head
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """How one projection slot is stored. Group sizes count adjacent virtual layers; 0 = absent."""
+
+    full_group: int
+    rank: int
+    u_group: int
+    v_group: int
+    diag: bool
+    bias_group: int
+
+
+def group_index(layer: int, size: int, n_layers: int, order: str = "stack") -> int:
+    """Index of the stored tensor used by virtual ``layer`` when ``size`` layers share one."""
+    if order == "cycle":
+        return layer % math.ceil(n_layers / size)
+    return layer // size
+
+
+def _n_groups(size: int, n_layers: int) -> int:
+    return math.ceil(n_layers / size)
+
+
+def _size(cfg: SharingConfig, n_layers: int) -> int:
+    return n_layers if cfg.group_size == 0 else min(cfg.group_size, n_layers)
+
+
+def resolve(cfg: SharingConfig, n_layers: int) -> dict[str, SlotSpec]:
+    """The storage plan of every projection slot under a sharing scheme."""
+    k = _size(cfg, n_layers)
+    per_layer = SlotSpec(full_group=1, rank=0, u_group=0, v_group=0, diag=False, bias_group=1)
+    specs: dict[str, SlotSpec] = {}
+    for slot in SLOTS:
+        module = _module_of(slot)
+        if cfg.scheme == "none":
+            specs[slot] = per_layer
+        elif cfg.scheme == "repeat":
+            r = math.ceil(n_layers / cfg.n_stored_blocks)
+            specs[slot] = SlotSpec(
+                full_group=r, rank=0, u_group=0, v_group=0, diag=False, bias_group=r
+            )
+        elif cfg.scheme == "module":
+            g = k if module in cfg.shared_modules else 1
+            specs[slot] = SlotSpec(
+                full_group=g, rank=0, u_group=0, v_group=0, diag=False, bias_group=g
+            )
+        elif cfg.scheme == "subcomponent":
+            generic = f"ff.{slot.split('.')[1]}" if module == "ff" else slot
+            g = k if (slot in cfg.shared_slots or generic in cfg.shared_slots) else 1
+            specs[slot] = SlotSpec(
+                full_group=g, rank=0, u_group=0, v_group=0, diag=False, bias_group=g
+            )
+        elif cfg.scheme == "lowrank":
+            ug = k if cfg.shared_factor in ("u", "both") else 1
+            vg = k if cfg.shared_factor in ("v", "both") else 1
+            specs[slot] = SlotSpec(
+                full_group=0, rank=cfg.rank, u_group=ug, v_group=vg, diag=False, bias_group=1
+            )
+        else:  # residual
+            specs[slot] = SlotSpec(
+                full_group=k, rank=cfg.rank, u_group=1, v_group=1, diag=cfg.diag, bias_group=1
+            )
+    return specs
+
+
+def vector_group(cfg: SharingConfig, name: str, n_layers: int) -> int:
+    """Group size of a small per-layer tensor (norms, depthwise kernel) under a sharing scheme."""
+    if cfg.scheme == "repeat":
+        return math.ceil(n_layers / cfg.n_stored_blocks)
+    if cfg.scheme == "module" and _module_of(name) in cfg.shared_modules:
+        return _size(cfg, n_layers)
+    return 1
+
+
+def _linears(mods: nn.ModuleList) -> list[nn.Linear]:
+    return [m for m in mods if isinstance(m, nn.Linear)]
+
+
+class LinearBank(nn.Module):
+    """All stored pieces of one projection slot for M virtual layers.
+
+    ``full[i]``: ``nn.Linear(in, out, bias=False)``; ``u[i]``: ``nn.Linear(rank, out)``;
+    ``v[i]``: ``nn.Linear(in, rank)``; ``diag``: ``(M, min(in, out))``; ``bias``: ``(n_bias, out)``.
+    Pieces are ``nn.Linear`` so int8 dynamic quantization replaces each stored piece exactly once.
+    """
+
+    def __init__(
+        self, *, d_in: int, d_out: int, spec: SlotSpec, n_layers: int, order: str = "stack"
+    ) -> None:
+        super().__init__()
+        self.d_in, self.d_out, self.spec, self.n_layers, self.order = (
+            d_in,
+            d_out,
+            spec,
+            n_layers,
+            order,
+        )
+        self.full = nn.ModuleList(
+            nn.Linear(d_in, d_out, bias=False)
+            for _ in range(_n_groups(spec.full_group, n_layers) if spec.full_group else 0)
+        )
+        self.u = nn.ModuleList(
+            nn.Linear(spec.rank, d_out, bias=False)
+            for _ in range(_n_groups(spec.u_group, n_layers) if spec.rank else 0)
+        )
+        self.v = nn.ModuleList(
+            nn.Linear(d_in, spec.rank, bias=False)
+            for _ in range(_n_groups(spec.v_group, n_layers) if spec.rank else 0)
+        )
+        self.n_diag = min(d_in, d_out)
+        self.diag = nn.Parameter(torch.zeros(n_layers, self.n_diag)) if spec.diag else None
+        self.bias = nn.Parameter(torch.zeros(_n_groups(spec.bias_group, n_layers), d_out))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        bound = 1.0 / math.sqrt(self.d_in)
+        for lin in _linears(self.full):
+            nn.init.uniform_(lin.weight, -bound, bound)
+        # Low-rank terms start small beside a full-rank term (ResidualTransformer); alone they carry
+        # the whole projection, so their product gets the same scale as a full matrix.
+        lr_scale = 0.1 if self.spec.full_group else 1.0
+        for lin in _linears(self.u):
+            nn.init.uniform_(
+                lin.weight,
+                -lr_scale / math.sqrt(self.spec.rank),
+                lr_scale / math.sqrt(self.spec.rank),
+            )
+        for lin in _linears(self.v):
+            nn.init.uniform_(lin.weight, -bound, bound)
+
+    def _g(self, layer: int, size: int) -> int:
+        return group_index(layer, size, self.n_layers, self.order)
+
+    def forward(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """``x (..., d_in)`` -> ``(..., d_out)`` with virtual layer ``layer``'s weight."""
+        s = self.spec
+        y = self.bias[self._g(layer, s.bias_group)]
+        if s.full_group:
+            y = y + self.full[self._g(layer, s.full_group)](x)
+        if s.rank:
+            y = y + self.u[self._g(layer, s.u_group)](self.v[self._g(layer, s.v_group)](x))
+        if self.diag is not None:
+            m = self.n_diag
+            lin = x[..., :m] * self.diag[layer]
+            y = y + (lin if m == self.d_out else F.pad(lin, (0, self.d_out - m)))
+        return y
+
+    def virtual_params(self) -> int:
+        """Parameters applied per frame by all M virtual layers together (reuse counted)."""
+        s = self.spec
+        per_layer = self.d_out  # bias
+        if s.full_group:
+            per_layer += self.d_in * self.d_out
+        if s.rank:
+            per_layer += s.rank * (self.d_in + self.d_out)
+        if s.diag:
+            per_layer += self.n_diag
+        return per_layer * self.n_layers
+
+
+class VectorBank(nn.Module):
+    """A small tensor of shape ``shape`` stored once per group of ``group`` virtual layers."""
+
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        group: int,
+        n_layers: int,
+        init: float,
+        order: str = "stack",
+    ) -> None:
+        super().__init__()
+        self.group, self.n_layers, self.order = group, n_layers, order
+        self.value = nn.Parameter(torch.full((_n_groups(group, n_layers), *shape), init))
+
+    def forward(self, layer: int) -> torch.Tensor:
+        """The tensor used by virtual ``layer``, shape ``shape``."""
+        return self.value[group_index(layer, self.group, self.n_layers, self.order)]
+
+    def virtual_params(self) -> int:
+        """Parameters applied per frame by all virtual layers (reuse counted)."""
+        return self.value[0].numel() * self.n_layers
+
+
+def dim_value(name: str, dims: ModelDims) -> int:
+    """Resolve a dim name from :data:`SLOTS`/:data:`VECTORS` to its size."""
+    return {"d": dims.d_model, "f": dims.d_ff, "2d": 2 * dims.d_model, "k": dims.conv_kernel}[name]

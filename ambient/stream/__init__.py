@@ -1,0 +1,1 @@
+"""One utterance at a time: audio in, partial and final hypotheses out."""
