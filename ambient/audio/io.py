@@ -53,9 +53,7 @@ def audio_file_info(path: str | Path) -> AudioFileInfo:
         raise AudioError(f"{p}: not a readable audio file ({_first_line(e)})") from None
     if i.samplerate <= 0 or i.channels <= 0:
         raise AudioError(f"{p}: invalid audio header (rate {i.samplerate}, channels {i.channels})")
-    return AudioFileInfo(
-        p, int(i.samplerate), int(i.channels), int(i.frames), str(i.format), str(i.subtype)
-    )
+    return AudioFileInfo(p, int(i.samplerate), int(i.channels), int(i.frames), str(i.format), str(i.subtype))
 
 
 def _first_line(e: BaseException) -> str:

@@ -36,9 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``ambient`` parser with every available subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="ambient", description="Always-on streaming speech recognition."
-    )
+    parser = argparse.ArgumentParser(prog="ambient", description="Always-on streaming speech recognition.")
     parser.add_argument("--version", action="version", version=f"ambient {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -13,12 +13,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``model`` subcommand group."""
     p = sub.add_parser("model", help="inspect model files")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
-    info = msub.add_parser(
-        "info", help="parameters, sharing scheme, dims, size and SHA-256 of a model"
-    )
-    info.add_argument(
-        "path", nargs="?", type=Path, default=None, help="model file (default: the shipped model)"
-    )
+    info = msub.add_parser("info", help="parameters, sharing scheme, dims, size and SHA-256 of a model")
+    info.add_argument("path", nargs="?", type=Path, default=None, help="model file (default: the shipped model)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
 

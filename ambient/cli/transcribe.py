@@ -23,22 +23,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="WAV/FLAC files (any rate, mono or stereo)",
     )
-    p.add_argument(
-        "--model", type=Path, default=None, help="model file (default: the shipped model)"
-    )
+    p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
-    p.add_argument(
-        "--chunk-ms", type=int, default=640, help="encoder chunk length in ms (default 640)"
-    )
+    p.add_argument("--chunk-ms", type=int, default=640, help="encoder chunk length in ms (default 640)")
     p.add_argument(
         "--block-ms",
         type=int,
         default=100,
         help="how much audio is fed per step (does not change results)",
     )
-    p.add_argument(
-        "--int8", action="store_true", help="int8 dynamic quantization of the linear weights"
-    )
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear weights")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.set_defaults(func=run)
 

@@ -47,9 +47,7 @@ class AsrModel(nn.Module):
             "norm_mean",
             torch.zeros(dims.n_mels) if norm_mean is None else norm_mean.float().clone(),
         )
-        self.register_buffer(
-            "norm_std", torch.ones(dims.n_mels) if norm_std is None else norm_std.float().clone()
-        )
+        self.register_buffer("norm_std", torch.ones(dims.n_mels) if norm_std is None else norm_std.float().clone())
         self.encoder = ConformerEncoder(dims=dims)
         self.head = nn.Linear(dims.d_model, dims.vocab_size)
 
@@ -81,16 +79,12 @@ class AsrModel(nn.Module):
         left_chunks: int = -1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``feats (B, T, 80)`` raw log-mel -> ``log_probs (B, T', V)``, ``out_lengths (B,)``."""
-        h, out_len = self.encoder(
-            self.normalize(feats), lengths, chunk_frames=chunk_frames, left_chunks=left_chunks
-        )
+        h, out_len = self.encoder(self.normalize(feats), lengths, chunk_frames=chunk_frames, left_chunks=left_chunks)
         return F.log_softmax(self.head(h).float(), dim=-1), out_len
 
     def init_cache(self, *, chunk_frames: int, left_chunks: int, batch: int = 1) -> EncoderCache:
         """An empty streaming cache (see :class:`EncoderCache`)."""
-        return self.encoder.init_cache(
-            batch=batch, chunk_frames=chunk_frames, left_chunks=left_chunks
-        )
+        return self.encoder.init_cache(batch=batch, chunk_frames=chunk_frames, left_chunks=left_chunks)
 
     def forward_chunk(
         self, feats: torch.Tensor, cache: EncoderCache, *, final: bool = False

@@ -68,9 +68,7 @@ def verify_sha256(path: Path) -> str:
     """Check ``path`` against its recorded SHA-256; returns the digest."""
     recorded = _recorded_sha256(path)
     if recorded is None:
-        raise CheckpointError(
-            f"{path}: no SHA-256 recorded beside it ({path.name}.sha256 or SHA256SUMS)"
-        )
+        raise CheckpointError(f"{path}: no SHA-256 recorded beside it ({path.name}.sha256 or SHA256SUMS)")
     actual = file_sha256(path)
     if actual != recorded:
         raise CheckpointError(
@@ -100,9 +98,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_model(
-    model: AsrModel, path: str | Path, *, meta: dict[str, Any] | None = None, int8: bool = False
-) -> str:
+def save_model(model: AsrModel, path: str | Path, *, meta: dict[str, Any] | None = None, int8: bool = False) -> str:
     """Write ``model`` (fp32, or int8-quantized when ``int8``) to ``path`` plus ``path.sha256``.
 
     Returns the SHA-256. Both files are written atomically (temp file, fsync, rename).
@@ -152,9 +148,7 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not an ambient model file (foreign checkpoint)")
     if payload.get("version") != VERSION:
-        raise CheckpointError(
-            f"{p}: unsupported model file version {payload.get('version')!r} (expected {VERSION})"
-        )
+        raise CheckpointError(f"{p}: unsupported model file version {payload.get('version')!r} (expected {VERSION})")
     return payload
 
 

@@ -39,9 +39,7 @@ from ambient.model.subsampling import ConvSubsampling
 __all__ = ["ConformerEncoder", "chunk_attention_mask"]
 
 
-def chunk_attention_mask(
-    t: int, chunk_frames: int, left_chunks: int, device: torch.device
-) -> torch.Tensor:
+def chunk_attention_mask(t: int, chunk_frames: int, left_chunks: int, device: torch.device) -> torch.Tensor:
     """``(T', T')`` bool mask: frame i may attend frame j iff j's chunk is i's or one of the
     ``left_chunks`` chunks before it (all earlier chunks if ``left_chunks < 0``; no masking if
     ``chunk_frames <= 0``)."""
@@ -118,9 +116,7 @@ class ConformerEncoder(nn.Module):
         return bank(layer)
 
     def _norm(self, prefix: str, x: torch.Tensor, layer: int) -> torch.Tensor:
-        return F.layer_norm(
-            x, (x.size(-1),), self._vec(f"{prefix}_w", layer), self._vec(f"{prefix}_b", layer)
-        )
+        return F.layer_norm(x, (x.size(-1),), self._vec(f"{prefix}_w", layer), self._vec(f"{prefix}_b", layer))
 
     def _ffn(self, which: str, x: torch.Tensor, layer: int) -> torch.Tensor:
         h = self._norm(f"{which}_norm", x, layer)
@@ -154,9 +150,7 @@ class ConformerEncoder(nn.Module):
         out = self._lin("att_o", a.transpose(1, 2).reshape(b, t, d), layer)
         return self.dropout(out), k, v
 
-    def _conv(
-        self, x: torch.Tensor, layer: int, prev: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _conv(self, x: torch.Tensor, layer: int, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Causal conv module on ``x (B, T, D)`` given the previous ``K - 1`` inputs ``prev (B, D, K-1)``."""
         h = self._norm("conv_norm", x, layer)
         h = F.glu(self._lin("conv_pw1", h, layer), dim=-1).transpose(1, 2)  # (B, D, T)
@@ -183,9 +177,7 @@ class ConformerEncoder(nn.Module):
         x = x + 0.5 * self._ffn("ff2", x, layer)
         return self._norm("out_norm", x, layer), LayerCache(key=k, value=v, conv=conv_state)
 
-    def _empty_layer_cache(
-        self, batch: int, device: torch.device, dtype: torch.dtype
-    ) -> LayerCache:
+    def _empty_layer_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> LayerCache:
         d, h = self.dims.d_model, self.dims.n_heads
         return LayerCache(
             key=torch.zeros(batch, h, 0, d // h, device=device, dtype=dtype),
@@ -216,12 +208,8 @@ class ConformerEncoder(nn.Module):
         out_len = self.subsampling.output_lengths(lengths)
         b, t, _ = h.shape
         valid = torch.arange(t, device=h.device)[None, :] < out_len[:, None]  # (B, T')
-        mask = (
-            chunk_attention_mask(t, chunk_frames, left_chunks, h.device)[None] & valid[:, None, :]
-        )
-        mask = (mask | torch.eye(t, dtype=torch.bool, device=h.device)[None]).unsqueeze(
-            1
-        )  # (B, 1, T', T')
+        mask = chunk_attention_mask(t, chunk_frames, left_chunks, h.device)[None] & valid[:, None, :]
+        mask = (mask | torch.eye(t, dtype=torch.bool, device=h.device)[None]).unsqueeze(1)  # (B, 1, T', T')
         pos = torch.arange(t, device=h.device)
         h = self.dropout(h)
         empty = self._empty_layer_cache(b, h.device, h.dtype)
@@ -241,14 +229,12 @@ class ConformerEncoder(nn.Module):
         """An empty cache for ``batch`` lock-step streams with the given chunking."""
         if chunk_frames <= 0:
             raise ValueError("streaming needs chunk_frames >= 1")
-        dev = device or self.subsampling.proj.bias.device
+        dev = device or next(iter(self.vectors.values())).value.device  # type: ignore[union-attr]
         dtype = torch.float32
         return EncoderCache(
             feats=torch.zeros(batch, 0, self.dims.n_mels, device=dev),
             pending=torch.zeros(batch, 0, self.dims.d_model, device=dev),
-            layers=tuple(
-                self._empty_layer_cache(batch, dev, dtype) for _ in range(self.dims.n_layers)
-            ),
+            layers=tuple(self._empty_layer_cache(batch, dev, dtype) for _ in range(self.dims.n_layers)),
             offset=0,
             chunk_frames=chunk_frames,
             left_chunks=left_chunks,

@@ -42,9 +42,7 @@ class SharingConfig:
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
-            raise ValueError(
-                f"unknown sharing scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}"
-            )
+            raise ValueError(f"unknown sharing scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
         if self.scheme == "repeat" and self.n_stored_blocks < 1:
             raise ValueError("sharing scheme 'repeat' needs n_stored_blocks >= 1")
         if self.scheme in ("lowrank", "residual") and self.rank < 1:
@@ -98,9 +96,7 @@ class ModelDims:
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                "d_model must split into n_heads heads of even size (rotary positions)"
-            )
+            raise ValueError("d_model must split into n_heads heads of even size (rotary positions)")
         if self.subsampling not in (4, 8):
             raise ValueError("subsampling must be 4 or 8")
         if self.conv_kernel < 1 or self.n_layers < 1 or self.vocab_size < 2:

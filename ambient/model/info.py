@@ -43,9 +43,7 @@ def virtual_params(model: AsrModel) -> int:
     return total
 
 
-def model_info(
-    model: AsrModel, path: Path | None = None, sha256: str | None = None
-) -> dict[str, Any]:
+def model_info(model: AsrModel, path: Path | None = None, sha256: str | None = None) -> dict[str, Any]:
     """Everything ``ambient model info`` prints."""
     d = model.dims
     info: dict[str, Any] = {

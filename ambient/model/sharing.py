@@ -111,30 +111,20 @@ def resolve(cfg: SharingConfig, n_layers: int) -> dict[str, SlotSpec]:
             specs[slot] = per_layer
         elif cfg.scheme == "repeat":
             r = math.ceil(n_layers / cfg.n_stored_blocks)
-            specs[slot] = SlotSpec(
-                full_group=r, rank=0, u_group=0, v_group=0, diag=False, bias_group=r
-            )
+            specs[slot] = SlotSpec(full_group=r, rank=0, u_group=0, v_group=0, diag=False, bias_group=r)
         elif cfg.scheme == "module":
             g = k if module in cfg.shared_modules else 1
-            specs[slot] = SlotSpec(
-                full_group=g, rank=0, u_group=0, v_group=0, diag=False, bias_group=g
-            )
+            specs[slot] = SlotSpec(full_group=g, rank=0, u_group=0, v_group=0, diag=False, bias_group=g)
         elif cfg.scheme == "subcomponent":
             generic = f"ff.{slot.split('.')[1]}" if module == "ff" else slot
             g = k if (slot in cfg.shared_slots or generic in cfg.shared_slots) else 1
-            specs[slot] = SlotSpec(
-                full_group=g, rank=0, u_group=0, v_group=0, diag=False, bias_group=g
-            )
+            specs[slot] = SlotSpec(full_group=g, rank=0, u_group=0, v_group=0, diag=False, bias_group=g)
         elif cfg.scheme == "lowrank":
             ug = k if cfg.shared_factor in ("u", "both") else 1
             vg = k if cfg.shared_factor in ("v", "both") else 1
-            specs[slot] = SlotSpec(
-                full_group=0, rank=cfg.rank, u_group=ug, v_group=vg, diag=False, bias_group=1
-            )
+            specs[slot] = SlotSpec(full_group=0, rank=cfg.rank, u_group=ug, v_group=vg, diag=False, bias_group=1)
         else:  # residual
-            specs[slot] = SlotSpec(
-                full_group=k, rank=cfg.rank, u_group=1, v_group=1, diag=cfg.diag, bias_group=1
-            )
+            specs[slot] = SlotSpec(full_group=k, rank=cfg.rank, u_group=1, v_group=1, diag=cfg.diag, bias_group=1)
     return specs
 
 
@@ -159,9 +149,7 @@ class LinearBank(nn.Module):
     Pieces are ``nn.Linear`` so int8 dynamic quantization replaces each stored piece exactly once.
     """
 
-    def __init__(
-        self, *, d_in: int, d_out: int, spec: SlotSpec, n_layers: int, order: str = "stack"
-    ) -> None:
+    def __init__(self, *, d_in: int, d_out: int, spec: SlotSpec, n_layers: int, order: str = "stack") -> None:
         super().__init__()
         self.d_in, self.d_out, self.spec, self.n_layers, self.order = (
             d_in,
@@ -179,8 +167,7 @@ class LinearBank(nn.Module):
             for _ in range(_n_groups(spec.u_group, n_layers) if spec.rank else 0)
         )
         self.v = nn.ModuleList(
-            nn.Linear(d_in, spec.rank, bias=False)
-            for _ in range(_n_groups(spec.v_group, n_layers) if spec.rank else 0)
+            nn.Linear(d_in, spec.rank, bias=False) for _ in range(_n_groups(spec.v_group, n_layers) if spec.rank else 0)
         )
         self.n_diag = min(d_in, d_out)
         self.diag = nn.Parameter(torch.zeros(n_layers, self.n_diag)) if spec.diag else None

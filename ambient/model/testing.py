@@ -23,9 +23,7 @@ SCHEME_EXAMPLES: dict[str, SharingConfig] = {
 }
 
 
-def build_tiny_model(
-    scheme: str = "none", *, seed: int = 0, n_layers: int = 4, subsampling: int = 4
-) -> AsrModel:
+def build_tiny_model(scheme: str = "none", *, seed: int = 0, n_layers: int = 4, subsampling: int = 4) -> AsrModel:
     """A small random model (d=64, 4 virtual layers) with the example config of ``scheme``."""
     torch.manual_seed(seed)
     dims = ModelDims(

@@ -29,9 +29,7 @@ class StreamingRecognizer:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(
-        self, model: AsrModel, *, chunk_ms: int = 640, left_chunks: int | None = None
-    ) -> None:
+    def __init__(self, model: AsrModel, *, chunk_ms: int = 640, left_chunks: int | None = None) -> None:
         self.model = model
         self.chunk_frames = max(1, round(chunk_ms / 1000 / model.frame_shift_s))
         self.chunk_ms = round(self.chunk_frames * model.frame_shift_s * 1000)
@@ -45,9 +43,7 @@ class StreamingRecognizer:
     def reset(self) -> None:
         """Drop all state: the next sample starts a new utterance."""
         self._fbank.reset()
-        self._cache: EncoderCache = self.model.init_cache(
-            chunk_frames=self.chunk_frames, left_chunks=self.left_chunks
-        )
+        self._cache: EncoderCache = self.model.init_cache(chunk_frames=self.chunk_frames, left_chunks=self.left_chunks)
         self._ids: list[torch.Tensor] = []
         self._probs: list[torch.Tensor] = []
         self._samples = 0
@@ -105,9 +101,7 @@ class StreamingRecognizer:
         return hyp
 
 
-def transcribe_blocks(
-    recognizer: StreamingRecognizer, blocks: Iterable[np.ndarray]
-) -> tuple[Hypothesis, float]:
+def transcribe_blocks(recognizer: StreamingRecognizer, blocks: Iterable[np.ndarray]) -> tuple[Hypothesis, float]:
     """Run a whole stream through ``recognizer``; returns the final hypothesis and seconds of audio."""
     recognizer.reset()
     for block in blocks:
