@@ -1,0 +1,197 @@
+"""``ambient data prepare|synth``: build training manifests from corpora and synthesize speech.
+
+- ``ambient data prepare shared DIR --out M [--dev-out D]``: the shared data folder's corpora, with a
+  development split (held-out speakers and a text-disjoint slice of chosen corpora).
+- ``ambient data prepare librispeech DIR --out M``: a LibriSpeech-layout tree.
+- ``ambient data prepare tsv FILE --out M --speaker S``: a generic ``path<TAB>text`` file.
+- ``ambient data synth --hours H --out DIR``: a synthetic corpus (resumable; see ``ambient.train.synth``).
+
+Entries that cannot be used (missing, unreadable or empty audio, no transcript) are counted and the
+first few named on stderr; they never stop a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ambient.train.manifest import Utterance
+    from ambient.train.readers import Skipped
+
+__all__ = ["register"]
+
+_SHOW_SKIPPED = 5
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``data`` subcommand with ``prepare`` and ``synth``."""
+    data = sub.add_parser("data", help="prepare training manifests and synthesize speech")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    prep = dsub.add_parser("prepare", help="write a JSON-lines manifest for a corpus")
+    psub = prep.add_subparsers(dest="layout", metavar="LAYOUT", required=True)
+
+    shared = psub.add_parser("shared", help="the shared data folder (corpus/manifest.tsv per corpus)")
+    shared.add_argument("src", type=Path, metavar="SRC", help="the shared data folder")
+    shared.add_argument("--out", type=Path, required=True, help="training manifest to write")
+    shared.add_argument("--dev-out", type=Path, help="development manifest to write (else dev is left out)")
+    shared.add_argument(
+        "--dev-speakers", default="yweweler", help="comma-separated held-out speakers (default: yweweler)"
+    )
+    shared.add_argument(
+        "--dev-percent", type=float, default=8.0, help="share of each sliced corpus held out for dev (default: 8)"
+    )
+    shared.add_argument(
+        "--dev-corpora",
+        default="cathy_arctic,ljspeech_part1",
+        help="comma-separated corpora that contribute a dev slice (default: cathy_arctic,ljspeech_part1)",
+    )
+    shared.set_defaults(func=_prepare_shared)
+
+    libri = psub.add_parser("librispeech", help="a LibriSpeech-layout tree (speaker/chapter/*.trans.txt)")
+    libri.add_argument("src", type=Path, metavar="SRC", help="the tree's root (e.g. LibriSpeech/dev-clean)")
+    libri.add_argument("--out", type=Path, required=True, help="manifest to write")
+    libri.add_argument("--source", help="corpus name stored in the manifest (default: librispeech/<dir name>)")
+    libri.set_defaults(func=_prepare_librispeech)
+
+    tsv = psub.add_parser("tsv", help="a path<TAB>text file (paths relative to the file)")
+    tsv.add_argument("src", type=Path, metavar="SRC", help="the TSV file")
+    tsv.add_argument("--out", type=Path, required=True, help="manifest to write")
+    tsv.add_argument("--speaker", help="speaker id of every line (default: the file's stem)")
+    tsv.add_argument("--source", help="corpus name (default: the file's stem)")
+    tsv.set_defaults(func=_prepare_tsv)
+
+    syn = dsub.add_parser(
+        "synth",
+        help="synthesize a speech corpus from the shared sentences",
+        description="Synthesize 16 kHz FLAC + manifest.jsonl into --out with every installed engine. "
+        "Re-running the same command resumes. Reserved voices (flite:slt and festival's slt HTS voice) are "
+        "used only when named with --voices; with only reserved voices the held-out sentences are used.",
+    )
+    syn.add_argument("--hours", type=float, help="hours of audio to plan (estimated from word counts)")
+    syn.add_argument("--out", type=Path, help="output folder (audio/, manifest.jsonl, stats.json)")
+    syn.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    syn.add_argument("--seed", type=int, default=0, help="seed of the plan (default: 0)")
+    syn.add_argument("--engines", help="comma-separated engines: piper,festival,flite,espeak (default: all installed)")
+    syn.add_argument(
+        "--voices", nargs="+", metavar="ENGINE[:VOICE[:VARIANT]]", help="voices to use instead of the default set"
+    )
+    syn.add_argument("--text-dir", type=Path, help="folder of sentence files (default: the shared data's text/)")
+    syn.add_argument(
+        "--text-split",
+        choices=("auto", "train", "heldout"),
+        default="auto",
+        help="sentences to draw from (default auto: heldout for reserved voices only, else train)",
+    )
+    syn.add_argument("--list-voices", action="store_true", help="list installed voices and their weights, then exit")
+    syn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    syn.set_defaults(func=_synth)
+
+
+def _report_skipped(skipped: Sequence[Skipped]) -> None:
+    if not skipped:
+        return
+    print(f"ambient: skipped {len(skipped)} entries:", file=sys.stderr)
+    for s in skipped[:_SHOW_SKIPPED]:
+        print(f"  {s.path}: {s.reason}", file=sys.stderr)
+    if len(skipped) > _SHOW_SKIPPED:
+        print(f"  ... and {len(skipped) - _SHOW_SKIPPED} more", file=sys.stderr)
+
+
+def _summary(path: Path, utts: Sequence[Utterance]) -> str:
+    hours = sum(u.duration for u in utts) / 3600
+    speakers = len({u.speaker for u in utts})
+    return f"{path}: {len(utts)} utterances, {hours:.2f} h, {speakers} speakers"
+
+
+def _csv(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _prepare_shared(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+    from ambient.train.manifest import write_manifest
+    from ambient.train.readers import DevSplit, read_shared, split_dev
+
+    if not args.src.is_dir():
+        raise AmbientError(f"not a folder: {args.src}")
+    result = read_shared(args.src)
+    _report_skipped(result.skipped)
+    split = DevSplit(
+        speakers=frozenset(_csv(args.dev_speakers)),
+        percent=args.dev_percent,
+        sliced_sources=frozenset(_csv(args.dev_corpora)),
+    )
+    train, dev = split_dev(result.utterances, split)
+    write_manifest(args.out, train)
+    print(_summary(args.out, train))
+    if args.dev_out is not None:
+        write_manifest(args.dev_out, dev)
+        print(_summary(args.dev_out, dev))
+    return 0
+
+
+def _prepare_librispeech(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+    from ambient.train.manifest import write_manifest
+    from ambient.train.readers import read_librispeech
+
+    if not args.src.is_dir():
+        raise AmbientError(f"not a folder: {args.src}")
+    result = read_librispeech(args.src, source=args.source)
+    _report_skipped(result.skipped)
+    write_manifest(args.out, result.utterances)
+    print(_summary(args.out, result.utterances))
+    return 0
+
+
+def _prepare_tsv(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+    from ambient.train.manifest import write_manifest
+    from ambient.train.readers import read_tsv
+
+    if not args.src.is_file():
+        raise AmbientError(f"not a file: {args.src}")
+    stem = args.src.stem
+    result = read_tsv(args.src, speaker=args.speaker or stem, source=args.source or stem)
+    _report_skipped(result.skipped)
+    write_manifest(args.out, result.utterances)
+    print(_summary(args.out, result.utterances))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+    from ambient.train.synth import SynthOptions, run_synthesis
+    from ambient.train.synth_voices import catalogue
+
+    if args.list_voices:
+        for v in catalogue():
+            print(f"{v.name}\t{v.weight:.5f}" + ("\treserved" if v.reserved else ""))
+        return 0
+    if args.hours is None or args.out is None:
+        raise AmbientError("data synth needs --hours and --out")
+    opts = SynthOptions(
+        out_dir=args.out,
+        hours=args.hours,
+        seed=args.seed,
+        workers=args.workers,
+        engines=tuple(_csv(args.engines)) if args.engines else None,
+        voices=tuple(args.voices) if args.voices else None,
+        text_dir=args.text_dir,
+        text_split=args.text_split,
+        progress=not args.no_progress,
+    )
+    report = run_synthesis(opts)
+    print(report.table())
+    print(
+        f"{report.manifest}: {report.utterances} utterances, {report.hours:.2f} h "
+        f"({report.added} added, {report.failed_now} failed in this run, {report.wall_seconds:.0f} s)"
+    )
+    if report.sentences_reused:
+        print("ambient: warning: the plan is longer than the sentence pool; sentences repeat", file=sys.stderr)
+    return 0
