@@ -1,0 +1,90 @@
+"""``ambient eval --model PATH MANIFEST``: WER through the daemon's streaming recognizer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ambient.errors import AmbientError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``eval`` subcommand."""
+    p = sub.add_parser("eval", help="word error rate of a model on a manifest (streaming decoding)")
+    p.add_argument("manifest", type=Path, metavar="MANIFEST", help="JSON-lines manifest (audio, text, source, speaker)")
+    p.add_argument("--model", type=Path, default=None, help="model file (default: the shipped model)")
+    p.add_argument("--chunk-ms", type=int, default=640, help="encoder chunk length in ms (default 640, as the daemon)")
+    p.add_argument(
+        "--left-chunks",
+        type=int,
+        default=None,
+        help="attention left context in chunks (default: from the model, -1 = all)",
+    )
+    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear weights")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N utterances")
+    p.add_argument("--per-speaker", action="store_true", help="also report WER per speaker")
+    p.add_argument("--utterances", action="store_true", help="also list every utterance's reference and hypothesis")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=run)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:6.2f}%"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Decode every utterance of the manifest and print the WER overall and per source."""
+    import torch
+
+    from ambient.config import load_config
+    from ambient.model.checkpoint import load_model
+    from ambient.train.evaluate import evaluate_streaming
+    from ambient.train.manifest import read_manifest
+
+    if args.chunk_ms <= 0 or args.threads <= 0 or (args.limit is not None and args.limit <= 0):
+        raise AmbientError("--chunk-ms, --threads and --limit must be positive")
+    torch.set_num_threads(args.threads)
+    utts = read_manifest(args.manifest)
+    if args.limit is not None:
+        utts = utts[: args.limit]
+    if not utts:
+        raise AmbientError(f"{args.manifest}: no utterances")
+    model_path = args.model or load_config(None).model.path
+    model = load_model(model_path, int8=args.int8)
+    report = evaluate_streaming(model, utts, chunk_ms=args.chunk_ms, left_chunks=args.left_chunks)
+    for skipped in report.skipped:
+        print(f"ambient: warning: skipped {skipped}", file=sys.stderr)
+    if report.overall.utterances == 0:
+        raise AmbientError(f"{args.manifest}: none of the {len(utts)} utterances could be read")
+    if args.json:
+        out: dict[str, Any] = {
+            "model": str(model_path),
+            "manifest": str(args.manifest),
+            **report.to_dict(per_speaker=args.per_speaker, per_utterance=args.utterances),
+        }
+        print(json.dumps(out), flush=True)
+        return 0
+    o = report.overall
+    print(f"model     {model_path}")
+    print(f"manifest  {args.manifest} ({o.utterances} utterances, {report.audio_seconds / 60:.1f} min)")
+    print(f"decoding  streaming, chunk {report.chunk_ms} ms, left chunks {report.left_chunks}, RTF {report.rtf:.4f}")
+    print(
+        f"WER       {_pct(o.wer)}  (sub {o.substitutions}, del {o.deletions}, ins {o.insertions} / {o.ref_words} words)"
+    )
+    groups = [("source", report.by_source)] + ([("speaker", report.by_speaker)] if args.per_speaker else [])
+    for title, table in groups:
+        print(f"\n{title:<24} {'utts':>6} {'words':>7} {'WER':>8}")
+        for name, c in sorted(table.items()):
+            print(f"{name:<24} {c.utterances:>6} {c.ref_words:>7} {_pct(c.wer):>8}")
+    if args.utterances:
+        print()
+        for r in report.results:
+            mark = "  " if r.reference == r.hypothesis else "* "
+            print(f"{mark}{r.audio}\n    ref: {r.reference}\n    hyp: {r.hypothesis}")
+    return 0
