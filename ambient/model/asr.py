@@ -61,6 +61,10 @@ class AsrModel(nn.Module):
         """Model name from the metadata (falls back to ``ambient``)."""
         return str(self.meta.get("name", "ambient"))
 
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder frames (CTC steps) for ``lengths (B,)`` feature frames."""
+        return self.encoder.subsampling.output_lengths(lengths)
+
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store global log-mel statistics ``mean (80,)`` and ``std (80,)``."""
         self.norm_mean.copy_(mean.float())  # type: ignore[operator]

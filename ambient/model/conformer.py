@@ -229,7 +229,7 @@ class ConformerEncoder(nn.Module):
         """An empty cache for ``batch`` lock-step streams with the given chunking."""
         if chunk_frames <= 0:
             raise ValueError("streaming needs chunk_frames >= 1")
-        dev = device or next(iter(self.vectors.values())).value.device  # type: ignore[union-attr]
+        dev: torch.device = device or self.subsampling.proj_device
         dtype = torch.float32
         return EncoderCache(
             feats=torch.zeros(batch, 0, self.dims.n_mels, device=dev),

@@ -29,6 +29,13 @@ class ConvSubsampling(nn.Module):
         self.factor = factor
         self.receptive_field = 2 * factor - 1
 
+    @property
+    def proj_device(self) -> torch.device:
+        """Device of the parameters (the convolutions are never quantized)."""
+        conv = self.conv[0]
+        assert isinstance(conv, nn.Conv2d)
+        return conv.weight.device
+
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames out for ``lengths`` frames in; shape ``(B,)``."""
         out = lengths

@@ -294,7 +294,7 @@ class Trainer:
         )
 
     def _output_frames(self, n: int) -> int:
-        return int(self.model.encoder.subsampling.output_lengths(torch.tensor([n]))[0])
+        return int(self.model.output_lengths(torch.tensor([n]))[0])
 
     def _load_data(self) -> None:
         d = self.cfg.data
