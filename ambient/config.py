@@ -182,7 +182,9 @@ class ModelConfig(_Section):
     )
     int8: bool = Field(
         False,
-        description="Load with int8 dynamic quantization of all linear weights (smaller, faster, slightly less accurate).",
+        description=(
+            "Load with int8 dynamic quantization of all linear weights (smaller, faster, slightly less accurate)."
+        ),
     )
     threads: int = Field(1, ge=1, le=64, description="torch intra-op threads for the encoder.")
     mlock: bool = Field(
@@ -377,6 +379,35 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+_MARKDOWN_INTRO: tuple[str, ...] = (
+    "The daemon reads one YAML file: `ambient run --config FILE` (or `$AMBIENT_CONFIG`; without",
+    "either, every default applies). The system service uses `/etc/ambient/config.yaml`. A minimal",
+    "file for a Raspberry Pi with a USB microphone:",
+    "",
+    "```yaml",
+    "audio:",
+    "  device: USB          # a unique part of the name shown by `ambient devices`, or its index",
+    "model:",
+    "  int8: true           # smaller and faster on ARM",
+    "  mlock: true          # keep the model in RAM (needs LimitMEMLOCK=infinity)",
+    "socket:",
+    "  group: ambient       # members of this group may read transcripts",
+    "```",
+    "",
+    "- `ambient config check [FILE]` validates a file (keys, values, and that the files it names",
+    "  exist) and exits 0 or 2; `ambient config show [FILE]` prints the effective settings with",
+    "  defaults and environment overrides; `ambient config reference` prints this page.",
+    "- An error names the key: `config.yaml: unknown key 'vad.hangover'`,",
+    "  `config.yaml: invalid value for 'vad.aggressiveness': ... (got 7)`.",
+    "- `SIGHUP` (`systemctl reload ambient`) re-reads the file. `logging`, `vad`, `audio` (the input",
+    "  is reopened when it changed), `event_log` and `recognizer.partials` change at once and clients",
+    "  stay connected; `model`, `socket` and `recognizer.chunk_ms` need a restart (the daemon logs",
+    "  which keys wait for one). A file that does not validate is refused and the running",
+    "  configuration kept (status event `reload_failed`).",
+    "",
+)
+
+
 def config_markdown() -> str:
     """Reference documentation of every key, generated from the models (docs/configuration.md)."""
     lines = [
@@ -385,6 +416,7 @@ def config_markdown() -> str:
         "Generated from `ambient/config.py` by `python -m ambient.config --markdown`; a test keeps it current.",
         "Every key is optional. Unknown keys are errors.",
         "",
+        *_MARKDOWN_INTRO,
     ]
     for name, field in Config.model_fields.items():
         section = field.annotation

@@ -1,9 +1,14 @@
-"""Streaming polyphase resampling whose output does not depend on how the input is split.
+"""Streaming resampling and down-mixing: any rate, channel count and sample format to 16 kHz mono.
 
-Input is processed in frames of ``down`` samples (``up`` outputs each, after reducing the rates by
-their gcd). Each batch of frames is filtered together with ``P`` samples of context on both sides
-(``P >=`` the filter's half length, a multiple of ``down``), so every output sample sees exactly the
-same inputs and filter phase whatever the block sizes were. Shapes: ``(n,)`` float32 in, ``(m,)`` out.
+:class:`StreamResampler` is polyphase resampling whose output does not depend on how the input is
+split. Input is processed in frames of ``down`` samples (``up`` outputs each, after reducing the
+rates by their gcd). Each batch of frames is filtered together with ``P`` samples of context on both
+sides (``P >=`` the filter's half length, a multiple of ``down``), so every output sample sees exactly
+the same inputs and filter phase whatever the block sizes were; the result equals
+``scipy.signal.resample_poly`` of the whole signal. Shapes: ``(n,)`` float32 in, ``(m,)`` out.
+
+:class:`BlockConverter` turns device, file or pipe blocks of any rate, channel count and sample
+format into 16 kHz mono int16, which is what the voice gate and the recognizer consume.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import math
 import numpy as np
 from scipy import signal
 
-__all__ = ["StreamResampler"]
+__all__ = ["TARGET_RATE", "BlockConverter", "StreamResampler", "to_int16", "to_mono_float"]
+
+#: The rate the voice gate and the recognizer run at.
+TARGET_RATE = 16000
 
 
 class StreamResampler:
@@ -69,3 +77,50 @@ class StreamResampler:
         y = self._run(n_frames)[: math.ceil(remaining * self.up / self.down)]
         self.reset()
         return y
+
+
+def to_mono_float(block: np.ndarray) -> np.ndarray:
+    """``(n,)`` or ``(n, c)`` int16/int32/float samples -> ``(n,)`` float32 in [-1, 1] (channel mean)."""
+    a = np.asarray(block)
+    if a.dtype == np.int16:
+        f = a.astype(np.float32) / 32768.0
+    elif a.dtype == np.int32:
+        f = a.astype(np.float32) / 2147483648.0
+    elif a.dtype.kind == "f":
+        f = a.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"unsupported sample format {a.dtype}")
+    if f.ndim == 2:
+        f = f.mean(axis=1) if f.shape[1] > 1 else f[:, 0]
+    elif f.ndim != 1:
+        raise ValueError(f"expected samples of shape (n,) or (n, channels), got {a.shape}")
+    return f
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+    """``(n,)`` float samples in [-1, 1] -> ``(n,)`` int16, clipped (never wraps around)."""
+    return np.clip(np.rint(np.asarray(x, dtype=np.float32) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+class BlockConverter:
+    """Any rate, channel count and sample format -> 16 kHz mono int16, block by block.
+
+    Mono int16 at 16 kHz passes through untouched (no copy, no float round trip).
+    """
+
+    def __init__(self, *, rate: int, out_rate: int = TARGET_RATE) -> None:
+        self.rate = rate
+        self._resampler = StreamResampler(orig_rate=rate, new_rate=out_rate)
+
+    def convert(self, block: np.ndarray) -> np.ndarray:
+        """``(n,)`` or ``(n, c)`` samples at ``rate`` -> ``(m,)`` int16 at 16 kHz."""
+        a = np.asarray(block)
+        if self._resampler.identity:
+            if a.dtype == np.int16 and (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)):
+                return a.reshape(-1)
+            return to_int16(to_mono_float(a))
+        return to_int16(self._resampler.process(to_mono_float(a)))
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the resampling filter, at end of stream (``(m,)`` int16)."""
+        return to_int16(self._resampler.flush())

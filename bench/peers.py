@@ -1,0 +1,86 @@
+"""Accuracy and cost side by side: ambient vs pocketsphinx vs whisper tiny.en on the same files.
+
+Usage:
+  python bench/peers.py --model models/ambient-base/model.pt --manifest NAME=PATH [--manifest ...]
+                        [--max 200] [--systems ambient,pocketsphinx,whisper-tiny.en] [--json OUT]
+
+Each system runs in its own process (1 thread) so its resident memory is its own. WER uses the
+same text normalization as training (numbers spelled out, lower case, no punctuation). The peers
+are optional extras (`scripts/setup.sh --bench`), not dependencies of the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jiwer
+
+from ambient.text.normalize import normalize_text
+
+HERE = Path(__file__).resolve().parent
+
+
+def _wer(refs: list[str], hyps: list[str]) -> float:
+    r = [normalize_text(x) for x in refs]
+    h = [normalize_text(x) for x in hyps]
+    pairs = [(a, b) for a, b in zip(r, h, strict=True) if a]
+    return float(jiwer.wer([a for a, _ in pairs], [b for _, b in pairs]))
+
+
+def run_system(system: str, manifest: Path, args: argparse.Namespace, *, int8: bool = False) -> dict[str, Any]:
+    cmd = [sys.executable, str(HERE / "peer_worker.py"), system, str(manifest), "--chunk-ms", str(args.chunk_ms)]
+    if args.max:
+        cmd += ["--max", str(args.max)]
+    if system == "ambient":
+        cmd += ["--model", str(args.model)] + (["--int8"] if int8 else [])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if r.returncode != 0:
+        return {"system": system, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
+    out: dict[str, Any] = json.loads(r.stdout)
+    out["wer"] = _wer(out.pop("refs"), out.pop("hyps"))
+    if int8:
+        out["system"] = "ambient-int8"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--manifest", action="append", required=True, help="NAME=PATH of a JSON-lines manifest")
+    ap.add_argument("--max", type=int, default=200)
+    ap.add_argument("--chunk-ms", type=int, default=640)
+    ap.add_argument("--systems", default="ambient,ambient-int8,pocketsphinx,whisper-tiny.en")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    rows: list[dict[str, Any]] = []
+    for spec in args.manifest:
+        name, _, path = spec.partition("=")
+        for system in args.systems.split(","):
+            int8 = system == "ambient-int8"
+            res = run_system("ambient" if int8 else system, Path(path), args, int8=int8)
+            res["set"] = name
+            rows.append(res)
+            if "error" in res:
+                print(f"{name:14} {res['system']:16} ERROR {res['error']}", flush=True)
+            else:
+                print(
+                    f"{name:14} {res['system']:16} WER {100 * res['wer']:6.2f}%  RTF {res['rtf']:.4f}  "
+                    f"RSS {res['peak_rss_mb']:6.0f} MB  stream {'yes' if res['streaming'] else 'no'}  "
+                    f"({res['utterances']} utt, {res['audio_s'] / 60:.1f} min)",
+                    flush=True,
+                )
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; 1 thread per system")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""The voice gate: start rule, pre-roll, hangover, minimum speech, maximum length, flush.
+
+Most tests drive the gate with a deterministic classifier: every sample of frame ``i`` holds
+``2 * i + 2 + voiced``, so the classifier reads the parity and the tests can tell exactly which
+frames each event carried. One test runs the real webrtcvad on synthesized speech.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ambient.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, VoiceGate
+from ambient.config import VadConfig
+
+FRAME = 160  # 10 ms at 16 kHz
+
+
+def fake_is_speech(frame: bytes) -> bool:
+    return bool(np.frombuffer(frame, dtype="<i2")[0] % 2 == 1)
+
+
+def frame(i: int, voiced: bool) -> np.ndarray:
+    return np.full(FRAME, 2 * i + 2 + int(voiced), dtype=np.int16)
+
+
+def frame_ids(audio: np.ndarray) -> list[int]:
+    """Indices of the frames an audio array is made of."""
+    assert len(audio) % FRAME == 0
+    return [int(audio[k]) // 2 - 1 for k in range(0, len(audio), FRAME)]
+
+
+def gate(**kw: object) -> VoiceGate:
+    base: dict[str, object] = {
+        "frame_ms": 10,
+        "start_ms": 30,
+        "start_window_ms": 50,
+        "preroll_ms": 20,
+        "hangover_ms": 50,
+        "min_speech_ms": 0,
+        "max_utterance_s": 600,
+    }
+    base.update(kw)
+    return VoiceGate(VadConfig.model_validate(base), is_speech=fake_is_speech)
+
+
+def run(g: VoiceGate, pattern: str, *, first: int = 0) -> list[tuple[int, object]]:
+    """Feed one frame per character ('X' voiced, '_' silence); returns (frame index, event) pairs."""
+    out: list[tuple[int, object]] = []
+    for k, c in enumerate(pattern):
+        i = first + k
+        for e in g.process(frame(i, c == "X")):
+            out.append((i, e))
+    return out
+
+
+def kinds(events: list[tuple[int, object]]) -> list[str]:
+    return [type(e).__name__ for _, e in events]
+
+
+def test_start_carries_preroll_before_the_first_voiced_frame() -> None:
+    g = gate()
+    events = run(g, "_" * 10 + "XXX")
+    assert kinds(events) == ["SpeechStarted"]
+    i, start = events[0]
+    assert i == 12 and isinstance(start, SpeechStarted)
+    # onset = frame 10, pre-roll 2 frames -> frames 8..12
+    assert frame_ids(start.audio) == [8, 9, 10, 11, 12]
+    assert start.start_sample == 8 * FRAME
+    assert start.onset_sample == 10 * FRAME
+    assert g.active
+
+
+def test_preroll_is_limited_by_the_available_history() -> None:
+    g = gate(preroll_ms=200)
+    _, start = run(g, "__XXX")[0]
+    assert isinstance(start, SpeechStarted)
+    assert frame_ids(start.audio) == [0, 1, 2, 3, 4]
+    assert start.start_sample == 0
+
+
+def test_scattered_voiced_frames_below_the_start_rule_never_open() -> None:
+    g = gate()
+    assert run(g, "X___X___XX___X_X__X__" * 5) == []
+    assert g.idle
+
+
+def test_hangover_of_silence_ends_the_utterance_and_frames_flow_until_then() -> None:
+    g = gate()
+    events = run(g, "XXX" + "XXXX" + "_X" + "_____" + "___")
+    assert kinds(events) == ["SpeechStarted"] + ["SpeechAudio"] * 11 + ["SpeechEnded"]
+    audio_ids = [frame_ids(e.audio)[0] for _, e in events if isinstance(e, SpeechAudio)]
+    assert audio_ids == list(range(3, 14))  # every frame after the start, silence included
+    i, end = events[-1]
+    assert isinstance(end, SpeechEnded)
+    assert end.reason == "silence"
+    assert i == 13 and end.end_sample == 14 * FRAME  # the 5th silent frame after frame 8
+    assert end.speech_end_sample == 9 * FRAME  # after frame 8, the last voiced one
+    assert g.idle
+
+
+def test_a_new_utterance_after_the_end_does_not_reuse_old_audio_as_preroll() -> None:
+    g = gate(preroll_ms=100)
+    events = run(g, "XXX" + "_____" + "XXX")
+    starts = [e for _, e in events if isinstance(e, SpeechStarted)]
+    assert len(starts) == 2
+    assert min(frame_ids(starts[1].audio)) >= 8  # nothing from the first utterance
+
+
+def test_too_little_voiced_audio_is_discarded_silently() -> None:
+    g = gate(min_speech_ms=80)
+    assert run(g, "_____XXXXX" + "_" * 20) == []  # 5 voiced frames < 8
+    assert g.idle
+
+
+def test_min_speech_delays_the_start_without_losing_audio() -> None:
+    g = gate(min_speech_ms=80)
+    events = run(g, "___" + "XXX_XXXXX" + "______")
+    assert kinds(events)[0] == "SpeechStarted"
+    i, start = events[0]
+    assert isinstance(start, SpeechStarted)
+    assert i == 11  # the 8th voiced frame
+    ids = frame_ids(start.audio) + [frame_ids(e.audio)[0] for _, e in events[1:] if isinstance(e, SpeechAudio)]
+    assert ids == list(range(1, 17))  # pre-roll from frame 1, contiguous to the end
+    assert isinstance(events[-1][1], SpeechEnded)
+
+
+def test_discarded_pending_audio_becomes_history_for_the_next_start() -> None:
+    g = gate(min_speech_ms=100, preroll_ms=30)
+    events = run(g, "XXX_____" + "XXXXXXXXXX")
+    starts = [e for _, e in events if isinstance(e, SpeechStarted)]
+    assert len(starts) == 1
+    assert frame_ids(starts[0].audio)[:3] == [5, 6, 7]  # pre-roll from the discarded attempt's tail
+
+
+def test_max_length_splits_and_continues_contiguously() -> None:
+    g = gate(max_utterance_s=1.0)  # 100 frames
+    events = run(g, "X" * 250)
+    events += [(250, e) for e in g.flush("shutdown")]
+    names = kinds(events)
+    assert names.count("SpeechStarted") == 3
+    ends = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert [e.reason for e in ends] == ["max_length", "max_length", "shutdown"]
+    starts = [e for _, e in events if isinstance(e, SpeechStarted)]
+    assert starts[1].start_sample == ends[0].end_sample and len(starts[1].audio) == 0
+    assert starts[2].start_sample == ends[1].end_sample
+    # every frame from the first start is delivered exactly once
+    ids = frame_ids(starts[0].audio) + [frame_ids(e.audio)[0] for _, e in events if isinstance(e, SpeechAudio)]
+    assert ids == list(range(250))
+    for s, e in zip(starts, ends, strict=True):
+        assert e.end_sample - s.start_sample <= 100 * FRAME
+
+
+def test_max_length_reached_in_silence_closes_the_gate() -> None:
+    g = gate(max_utterance_s=1.0, hangover_ms=200)
+    events = run(g, "X" * 95 + "_" * 10 + "_" * 10)
+    assert kinds(events).count("SpeechStarted") == 1
+    ends = [e for _, e in events if isinstance(e, SpeechEnded)]
+    assert [e.reason for e in ends] == ["max_length"]
+    assert g.idle
+
+
+def test_flush_closes_an_announced_utterance_and_drops_a_pending_one() -> None:
+    g = gate()
+    run(g, "XXXX")
+    (end,) = g.flush("shutdown")
+    assert isinstance(end, SpeechEnded) and end.reason == "shutdown"
+    assert g.idle and g.flush("shutdown") == []
+    p = gate(min_speech_ms=200)
+    assert run(p, "XXXX") == []
+    assert p.flush("end_of_stream") == []
+
+
+def test_rejects_frames_of_the_wrong_size_or_type() -> None:
+    g = gate()
+    with pytest.raises(ValueError, match="int16 frame of 160"):
+        g.process(np.zeros(100, dtype=np.int16))
+    with pytest.raises(ValueError):
+        g.process(np.zeros(FRAME, dtype=np.float32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    voiced=st.lists(st.booleans(), min_size=1, max_size=400),
+    start_ms=st.sampled_from([10, 30, 60]),
+    extra_window=st.sampled_from([0, 20, 100]),
+    preroll_ms=st.sampled_from([0, 30, 200]),
+    hangover_ms=st.sampled_from([30, 60, 150]),
+    min_speech_ms=st.sampled_from([0, 50, 200]),
+    max_s=st.sampled_from([1.0, 2.0]),
+)
+def test_every_start_gets_exactly_one_end_and_audio_is_contiguous(
+    voiced: list[bool],
+    start_ms: int,
+    extra_window: int,
+    preroll_ms: int,
+    hangover_ms: int,
+    min_speech_ms: int,
+    max_s: float,
+) -> None:
+    g = gate(
+        start_ms=start_ms,
+        start_window_ms=start_ms + extra_window,
+        preroll_ms=preroll_ms,
+        hangover_ms=hangover_ms,
+        min_speech_ms=min_speech_ms,
+        max_utterance_s=max_s,
+    )
+    events = [e for i, v in enumerate(voiced) for e in g.process(frame(i, v))] + g.flush("shutdown")
+    open_start: SpeechStarted | None = None
+    delivered: list[int] = []
+    last_end = 0
+    for e in events:
+        if isinstance(e, SpeechStarted):
+            assert open_start is None
+            assert e.start_sample >= last_end  # utterances never overlap
+            open_start = e
+            ids = frame_ids(e.audio)
+            assert ids == list(range(e.start_sample // FRAME, e.start_sample // FRAME + len(ids)))
+            delivered = ids
+        elif isinstance(e, SpeechAudio):
+            assert open_start is not None
+            (i,) = frame_ids(e.audio)
+            assert i == (delivered[-1] + 1 if delivered else open_start.start_sample // FRAME)
+            delivered.append(i)
+        else:
+            assert open_start is not None
+            assert e.end_sample == open_start.start_sample + len(delivered) * FRAME
+            assert open_start.start_sample <= e.speech_end_sample <= e.end_sample
+            last_end = e.end_sample
+            open_start = None
+    assert open_start is None
+    assert g.idle
+
+
+def test_real_webrtcvad_finds_one_utterance_in_synthesized_speech(synth: Callable[..., Path]) -> None:
+    from ambient.audio.io import read_audio
+    from ambient.audio.resample import to_int16
+
+    speech = to_int16(read_audio(synth("the quick brown fox jumps over the lazy dog")))
+    silence = np.zeros(16000, dtype=np.int16)
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(32000) * 30).astype(np.int16)  # about -60 dBFS of background noise
+    audio = np.concatenate([silence, hiss, speech, silence, silence])
+    speech_at = len(silence) + len(hiss)
+    g = VoiceGate(VadConfig(frame_ms=30))
+    n = g.frame_samples
+    events = [e for k in range(0, len(audio) - n + 1, n) for e in g.process(audio[k : k + n])]
+    starts = [e for e in events if isinstance(e, SpeechStarted)]
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(starts) == 1 and len(ends) == 1
+    assert ends[0].reason == "silence"
+    # The onset is found within a few frames of where the speech begins, and pre-roll reaches before it.
+    assert abs(starts[0].onset_sample - speech_at) < 0.3 * 16000
+    assert starts[0].start_sample < starts[0].onset_sample
+    assert ends[0].speech_end_sample >= speech_at + len(speech) - 0.3 * 16000
