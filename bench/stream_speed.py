@@ -30,16 +30,31 @@ from ambient.stream.recognizer import StreamingRecognizer
 CONFIGS: dict[str, ModelDims] = {
     # The shipped default: residual sharing, 12 virtual layers.
     "residual-d144-12L": ModelDims(
-        d_model=144, n_heads=4, d_ff=576, n_layers=12, conv_kernel=15, sub_channels=64,
+        d_model=144,
+        n_heads=4,
+        d_ff=576,
+        n_layers=12,
+        conv_kernel=15,
+        sub_channels=64,
         sharing=SharingConfig(scheme="residual", group_size=3, rank=16, diag=True),
     ),
     # The issue's bar: <= 5M stored, >= 12 virtual layers.
     "residual-d192-12L": ModelDims(
-        d_model=192, n_heads=4, d_ff=768, n_layers=12, conv_kernel=15, sub_channels=64,
+        d_model=192,
+        n_heads=4,
+        d_ff=768,
+        n_layers=12,
+        conv_kernel=15,
+        sub_channels=64,
         sharing=SharingConfig(scheme="residual", group_size=4, rank=16, diag=True),
     ),
     "lowrank-d256-16L": ModelDims(
-        d_model=256, n_heads=4, d_ff=1024, n_layers=16, conv_kernel=15, sub_channels=64,
+        d_model=256,
+        n_heads=4,
+        d_ff=1024,
+        n_layers=16,
+        conv_kernel=15,
+        sub_channels=64,
         sharing=SharingConfig(scheme="lowrank", group_size=0, rank=48, shared_factor="u"),
     ),
 }
@@ -104,13 +119,27 @@ def main() -> None:
             for prec, m in variants.items():
                 runs = [run_once(m, audio, chunk) for _ in range(args.repeats)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                rows.append({"model": name, "stored_params": stored_params(fp32), "virtual_params": virtual_params(fp32),
-                             "layers": fp32.dims.n_layers, "chunk_ms": chunk, "precision": prec, **med})
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread, torch {torch.__version__}")
-    print(f"{'model':22} {'stored':>9} {'virtual':>10} {'L':>3} {'chunk':>6} {'prec':>5} {'RTF':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+                rows.append(
+                    {
+                        "model": name,
+                        "stored_params": stored_params(fp32),
+                        "virtual_params": virtual_params(fp32),
+                        "layers": fp32.dims.n_layers,
+                        "chunk_ms": chunk,
+                        "precision": prec,
+                        **med,
+                    }
+                )
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {torch.get_num_threads()} thread, torch {torch.__version__}")
+    head = ("model", "stored", "virtual", "L", "chunk", "prec", "RTF", "p50 ms", "p95 ms", "max ms")
+    print("{:22} {:>9} {:>10} {:>3} {:>6} {:>5} {:>7} {:>7} {:>7} {:>7}".format(*head))
     for r in rows:
-        print(f"{r['model']:22} {r['stored_params']:>9,} {r['virtual_params']:>10,} {r['layers']:>3} {r['chunk_ms']:>6} {r['precision']:>5} "
-              f"{r['rtf']:>7.4f} {r['lat_p50_ms']:>7.1f} {r['lat_p95_ms']:>7.1f} {r['lat_max_ms']:>7.1f}")
+        print(
+            f"{r['model']:22} {r['stored_params']:>9,} {r['virtual_params']:>10,} {r['layers']:>3} "
+            f"{r['chunk_ms']:>6} {r['precision']:>5} {r['rtf']:>7.4f} {r['lat_p50_ms']:>7.1f} "
+            f"{r['lat_p95_ms']:>7.1f} {r['lat_max_ms']:>7.1f}"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -79,7 +79,9 @@ def test_cli_reports_corrupt_model_in_one_line(tmp_path: Path) -> None:
     sf.write(wav, np.zeros(16000, dtype=np.float32), 16000)
     r = subprocess.run(
         [sys.executable, "-m", "ambient", "transcribe", str(wav), "--model", str(path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()

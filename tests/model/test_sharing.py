@@ -45,8 +45,15 @@ def test_repeat_reuses_the_same_tensor_object() -> None:
 
 
 def test_cycle_order_interleaves_blocks() -> None:
-    dims = ModelDims(d_model=32, n_heads=2, d_ff=64, n_layers=6, conv_kernel=3, sub_channels=8,
-                     sharing=SharingConfig(scheme="repeat", n_stored_blocks=2, order="cycle"))
+    dims = ModelDims(
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        n_layers=6,
+        conv_kernel=3,
+        sub_channels=8,
+        sharing=SharingConfig(scheme="repeat", n_stored_blocks=2, order="cycle"),
+    )
     assert [group_index(layer, 3, 6, "cycle") for layer in range(6)] == [0, 1, 0, 1, 0, 1]
     from ambient.model.asr import AsrModel
 
