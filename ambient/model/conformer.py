@@ -52,12 +52,17 @@ def chunk_attention_mask(t: int, chunk_frames: int, left_chunks: int, device: to
     return allowed
 
 
-def _rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x (B, H, T, Dh)`` by absolute positions ``pos (T,)`` (rotary embedding)."""
-    dh = x.size(-1)
-    inv = 1.0 / (10000.0 ** (torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh))
+def _rotary_tables(pos: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos``, ``sin`` of shape ``(T, Dh/2)`` for absolute positions ``pos (T,)``; computed once per
+    forward and shared by every layer."""
+    inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float32) / head_dim))
     ang = pos.to(torch.float32)[:, None] * inv[None, :]  # (T, Dh/2)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    return ang.cos(), ang.sin()
+
+
+def _rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate ``x (B, H, T, Dh)`` by the tables of :func:`_rotary_tables` (rotary embedding)."""
+    cos, sin = rope[0].to(x.dtype), rope[1].to(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
@@ -127,7 +132,7 @@ class ConformerEncoder(nn.Module):
         self,
         x: torch.Tensor,
         layer: int,
-        pos: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         prefix: LayerCache | None,
         mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -139,8 +144,8 @@ class ConformerEncoder(nn.Module):
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.view(b, t, h_, d // h_).transpose(1, 2)  # (B, H, T, Dh)
 
-        q = _rotary(heads(self._lin("att_q", h, layer)), pos)
-        k = _rotary(heads(self._lin("att_k", h, layer)), pos)
+        q = _rotary(heads(self._lin("att_q", h, layer)), rope)
+        k = _rotary(heads(self._lin("att_k", h, layer)), rope)
         v = heads(self._lin("att_v", h, layer))
         if prefix is not None and prefix.key.size(2):
             k = torch.cat([prefix.key.to(k.dtype), k], dim=2)  # (B, H, L + T, Dh)
@@ -165,12 +170,12 @@ class ConformerEncoder(nn.Module):
         self,
         layer: int,
         x: torch.Tensor,
-        pos: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
         cache: LayerCache,
         mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, LayerCache]:
         x = x + 0.5 * self._ffn("ff1", x, layer)
-        a, k, v = self._attention(x, layer, pos, cache, mask)
+        a, k, v = self._attention(x, layer, rope, cache, mask)
         x = x + a
         c, conv_state = self._conv(x, layer, cache.conv)
         x = x + c
@@ -210,11 +215,11 @@ class ConformerEncoder(nn.Module):
         valid = torch.arange(t, device=h.device)[None, :] < out_len[:, None]  # (B, T')
         mask = chunk_attention_mask(t, chunk_frames, left_chunks, h.device)[None] & valid[:, None, :]
         mask = (mask | torch.eye(t, dtype=torch.bool, device=h.device)[None]).unsqueeze(1)  # (B, 1, T', T')
-        pos = torch.arange(t, device=h.device)
+        rope = _rotary_tables(torch.arange(t, device=h.device), self.dims.d_model // self.dims.n_heads)
         h = self.dropout(h)
         empty = self._empty_layer_cache(b, h.device, h.dtype)
         for layer in range(self.dims.n_layers):
-            h, _ = self._layer(layer, h, pos, empty, mask)
+            h, _ = self._layer(layer, h, rope, empty, mask)
         return h, out_len
 
     # ----------------------------------------------------------------- streaming mode
@@ -263,9 +268,10 @@ class ConformerEncoder(nn.Module):
         while pending.size(1) >= c or (final and pending.size(1) > 0):
             h, pending = pending[:, :c], pending[:, c:]
             pos = torch.arange(offset, offset + h.size(1), device=h.device)
+            rope = _rotary_tables(pos, self.dims.d_model // self.dims.n_heads)
             new_layers = []
             for layer in range(self.dims.n_layers):
-                h, lc = self._layer(layer, h, pos, layers[layer], None)
+                h, lc = self._layer(layer, h, rope, layers[layer], None)
                 if left >= 0 and lc.key.size(2) > left:
                     lc = LayerCache(
                         key=lc.key[:, :, -left:] if left else lc.key[:, :, :0],
