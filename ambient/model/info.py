@@ -14,12 +14,26 @@ from ambient.model.sharing import LinearBank, VectorBank
 __all__ = ["model_info", "stored_params", "virtual_params"]
 
 
+def _quantized_linear_weights(model: nn.Module) -> list[torch.Tensor]:
+    """Weights and biases of int8 dynamic-quantized linears (packed, so not ``parameters()``)."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    out: list[torch.Tensor] = []
+    for m in model.modules():
+        if isinstance(m, QLinear):
+            out.append(m.weight())
+            b = m.bias()
+            if b is not None:
+                out.append(b)
+    return out
+
+
 def stored_params(model: nn.Module) -> int:
-    """Parameters stored once each (shared tensors counted once, by storage)."""
+    """Parameters stored once each (shared tensors counted once, by storage; int8 weights included)."""
     seen: set[int] = set()
     total = 0
-    for p in model.parameters():
-        key = p.untyped_storage().data_ptr()
+    for p in [*model.parameters(), *_quantized_linear_weights(model)]:
+        key = id(p) if p.is_quantized else p.untyped_storage().data_ptr()
         if key not in seen:
             seen.add(key)
             total += p.numel()

@@ -113,3 +113,11 @@ def test_bad_sharing_config_is_a_clear_error() -> None:
         SharingConfig(scheme="bogus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shared module"):
         SharingConfig(scheme="module", shared_modules=("mlp",))
+
+
+def test_int8_model_reports_the_same_stored_params() -> None:
+    from ambient.model.checkpoint import quantize_int8
+
+    for scheme in ("repeat", "residual"):
+        m = build_tiny_model(scheme)
+        assert stored_params(quantize_int8(m)) == stored_params(m)
