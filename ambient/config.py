@@ -9,6 +9,7 @@ key. A few per-host settings can be overridden by environment variables (see ``E
 from __future__ import annotations
 
 import os
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,6 +82,15 @@ def default_model_path() -> Path:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        # The OS cannot take a NUL byte in a path or a name: refuse it here, with the key, rather
+        # than fail later with a ValueError deep inside os.open().
+        if isinstance(v, str | Path) and "\0" in str(v):
+            raise ValueError("must not contain a NUL byte")
+        return v
 
 
 class AudioConfig(_Section):
@@ -237,6 +247,14 @@ class SocketConfig(_Section):
         description="Longest accepted client message (one JSON line).",
     )
 
+    @field_validator("allow_uids", "allow_gids", mode="before")
+    @classmethod
+    def _ids_not_booleans(cls, v: Any) -> Any:
+        # YAML reads `yes`/`true` as a boolean, which pydantic would turn into id 1 (`daemon`).
+        if isinstance(v, list) and any(isinstance(x, bool) for x in v):
+            raise ValueError("ids are numbers, not true/false")
+        return v
+
     @field_validator("mode", mode="before")
     @classmethod
     def _octal(cls, v: Any) -> Any:
@@ -277,6 +295,14 @@ class EventLogConfig(_Section):
     def _octal(cls, v: Any) -> Any:
         return SocketConfig._octal(v)
 
+    @field_validator("file_mode", mode="after")
+    @classmethod
+    def _private(cls, v: int) -> int:
+        # The log holds transcripts: never for other users, never executable, group read-only.
+        if v & 0o137:
+            raise ValueError(f"transcripts must not be readable by others: use 0600 or 0640, not {v:04o}")
+        return v
+
 
 class LoggingConfig(_Section):
     """Diagnostic logs (structlog)."""
@@ -312,25 +338,36 @@ ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: Shows a rejected value in an error message: short, one line, safe on deeply nested data.
+_short_repr = reprlib.Repr()
+_short_repr.maxstring = _short_repr.maxother = 80
+_short_repr.maxlevel = 3
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = _clip(".".join(str(p) for p in first["loc"]) or "(top level)")
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
-    msg = first["msg"]
+    msg = _clip(first["msg"], 160)
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    shown = "" if isinstance(value, dict) else f" (got {_clip(_short_repr.repr(value))})"
     return f"{source}: invalid value for '{key}': {msg}{shown}"
 
 
 def _apply_env(data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     for var, section, key in ENV_OVERRIDES:
         if var in env and env[var] != "":
-            sect = data.setdefault(section, {})
+            sect = data.get(section, {})
             if not isinstance(sect, dict):
                 continue
+            sect = data[section] = dict(sect)  # never modify the caller's mapping
             value: Any = env[var]
-            if key == "device" and value.isdigit():
+            if key == "device" and value.isascii() and value.isdigit():  # "²".isdigit() is true too
                 value = int(value)
             if key == "level":
                 value = value.lower()
@@ -368,6 +405,10 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{p}: not valid YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML (nested too deeply)") from None
+    except (ValueError, OverflowError) as e:  # a scalar the YAML loader cannot convert (a 5000-digit int)
+        raise ConfigError(f"{p}: not valid YAML ({str(e)[:120]})") from None
     return parse_config(data, source=str(p), env=env)
 
 

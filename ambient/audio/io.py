@@ -2,7 +2,8 @@
 
 WAV/FLAC/OGG (anything libsndfile reads), any sample rate (resampled with
 :class:`StreamResampler`), any channel count (mixed down), 8/16/24/32-bit integer or float
-samples. Files that are not audio give a one-line :class:`AudioError` naming the file.
+samples (float samples are clipped to full scale, NaN read as 0). Files that are not audio give a
+one-line :class:`AudioError` naming the file.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def iter_audio_blocks(path: str | Path, *, block_samples: int = 16000) -> Iterat
                 if data.shape[0] == 0:
                     break
                 mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+                # Float files can hold NaN, infinities and values beyond full scale; one NaN would
+                # poison the encoder's caches for the rest of the file. Treat them as the int16
+                # path does: clip to full scale (NaN becomes silence).
+                mono = np.clip(np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
                 pending = np.concatenate([pending, resampler.process(mono)])
                 while len(pending) >= block_samples:
                     yield pending[:block_samples]

@@ -7,6 +7,7 @@
 - ``preflight``: configuration checks that need the machine (files exist);
 - ``notify``: systemd's notify protocol (READY, STATUS, WATCHDOG, STOPPING);
 - ``memlock``: ``mlockall`` for ``model.mlock``;
+- ``logstream``: the diagnostic log's stream, which never raises (a broken stderr costs lines, not the daemon);
 - ``ids``: ULID utterance ids.
 
 Import from the submodules; this package module stays empty so that ``ambient config check``

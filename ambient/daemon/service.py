@@ -18,10 +18,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import numpy as np
 import structlog
@@ -29,6 +30,7 @@ from structlog.typing import FilteringBoundLogger
 
 from ambient.audio.capture import Capture
 from ambient.config import Config, load_config
+from ambient.daemon.logstream import SafeStream
 from ambient.daemon.memlock import lock_memory
 from ambient.daemon.notify import Notifier
 from ambient.daemon.overrides import apply_audio_overrides
@@ -100,8 +102,10 @@ class Daemon:
         notifier: Notifier,
         audio_overrides: Mapping[str, Any] | None = None,
         logger: FilteringBoundLogger | None = None,
+        log_stream: TextIO | None = None,
     ) -> None:
         self._cfg = cfg
+        self._log_stream = log_stream  # where a reload sends the diagnostic log (None: stderr)
         self._config_path = config_path
         self._recognizer = recognizer
         self._model_name = model_name
@@ -239,7 +243,7 @@ class Daemon:
         plan = plan_reload(self._cfg, loaded)
         new = plan.effective
         if "logging" in plan.applied:
-            configure_logging(new.logging)
+            configure_logging(new.logging, stream=self._log_stream)
         if "vad" in plan.applied:
             worker.set_vad(new.vad)
         if "recognizer" in plan.applied:
@@ -316,7 +320,9 @@ def run_daemon(
     Raises :class:`~ambient.errors.AmbientError` subclasses for problems a user can fix (bad
     configuration, missing or corrupt model, unreadable audio file, socket in use).
     """
-    configure_logging(cfg.logging)
+    # A broken stderr (journald restarted, a full disk) must cost log lines, never the daemon.
+    log_stream = cast(TextIO, SafeStream(sys.stderr))
+    configure_logging(cfg.logging, stream=log_stream)
     log: FilteringBoundLogger = structlog.get_logger("ambient.daemon")
     preflight(cfg, source=str(config_path) if config_path is not None else "config")
     notifier = Notifier.from_env()
@@ -335,5 +341,6 @@ def run_daemon(
         model_name=name,
         notifier=notifier,
         audio_overrides=audio_overrides,
+        log_stream=log_stream,
     )
     return asyncio.run(daemon.serve())

@@ -51,13 +51,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _read_checksum_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable checksum file ({type(e).__name__})") from None
+
+
 def _recorded_sha256(path: Path) -> str | None:
     side = path.with_name(path.name + ".sha256")
     if side.exists():
-        return side.read_text().split()[0].lower()
+        fields = _read_checksum_file(side).split()
+        if not fields or len(fields[0]) != 64:
+            raise CheckpointError(f"{side}: not a SHA-256 checksum file")
+        return fields[0].lower()
     sums = path.parent / "SHA256SUMS"
     if sums.exists():
-        for line in sums.read_text().splitlines():
+        for line in _read_checksum_file(sums).splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[1].lstrip("*") == path.name:
                 return parts[0].lower()

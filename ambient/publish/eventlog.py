@@ -6,6 +6,10 @@ is truncated back to where the line began. A crash can still leave a torn last l
 in the middle of a large write, or a power loss with delayed allocation), so opening the log
 truncates an unterminated or unparsable last line away, and :func:`read_events` skips one.
 
+Before each append the log checks that its descriptor is still the file at ``path``: a file that
+was deleted, moved away without SIGHUP, or whose directory was replaced is opened again, so events
+never go to a file nobody can find.
+
 Write failures (disk full, file-size limit, read-only or vanished directory) never raise to the
 caller: ``append()`` returns False, the first failure of an episode is logged and reported through
 ``healthy``/``on_health_change``, and every later ``append()`` retries, so the log recovers by
@@ -123,6 +127,8 @@ class EventLog:
                 self._log.warning("event appended after the log was closed; not written", type=event.TYPE)
                 return False
             try:
+                if self._fd is not None and not self._still_at_path(self._fd):
+                    self._close_fd()  # the file was deleted, moved or its directory replaced
                 if self._fd is None:
                     self._open()
                 fd = self._fd
@@ -220,6 +226,18 @@ class EventLog:
             os.fchmod(fd, self._cfg.file_mode)  # the umask narrowed O_CREAT's mode; existing files too
         except OSError as e:
             self._log.warning("cannot set event log file mode", path=str(path), error=e.strerror or str(e))
+
+    def _still_at_path(self, fd: int) -> bool:
+        """Is ``fd`` still the file at the configured path? Not after a user deleted it (purging
+        transcripts), a rotation tool moved it without SIGHUP, or its directory was replaced:
+        appends would go to a file nobody can find, so the log is opened again (or fails)."""
+        path = self._cfg.path
+        assert path is not None
+        try:
+            ours, there = os.fstat(fd), os.stat(path)
+        except OSError:
+            return False
+        return (ours.st_dev, ours.st_ino) == (there.st_dev, there.st_ino)
 
     def _repair_tail(self, fd: int, path: Path) -> None:
         """Truncate a torn last line: one without its newline, or a final line that does not parse."""
