@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up ambient on a fresh Debian/Ubuntu machine or Raspberry Pi OS.
 #   scripts/setup.sh            runtime only (daemon + transcribe)
-#   scripts/setup.sh --dev      + test tools (PulseAudio virtual mic, espeak-ng, flite, pytest, ruff, mypy)
+#   scripts/setup.sh --dev      + test tools (PulseAudio virtual mic, pytest, ruff, mypy) and every
+#                               synthesis engine (the tests exercise the training pipeline too)
 #   scripts/setup.sh --train    + training tools (speech synthesis engines, jiwer, matplotlib)
 # System packages are installed with apt when run as root (or with sudo when available);
 # Python packages go into ./.venv (override with AMBIENT_VENV).
@@ -20,7 +21,8 @@ VENV=${AMBIENT_VENV:-.venv}
 TORCH_VERSION=${AMBIENT_TORCH_VERSION:-2.13.0}
 
 apt_pkgs=(libportaudio2 libsndfile1 python3-venv)
-[ $DEV = 1 ] && apt_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng flite)
+[ $DEV = 1 ] && apt_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils)
+[ $DEV = 1 ] && TRAIN=1
 [ $TRAIN = 1 ] && apt_pkgs+=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
