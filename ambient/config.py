@@ -32,6 +32,7 @@ __all__ = [
     "default_model_path",
     "default_socket_path",
     "load_config",
+    "read_yaml_file",
 ]
 
 DEFAULT_MODEL_NAME = "ambient-base"
@@ -388,10 +389,11 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
         raise ConfigError(_format_error(e, source)) from None
 
 
-def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> Config:
-    """Load and validate a YAML config file (``None``: all defaults, env overrides still apply)."""
-    if path is None:
-        return parse_config({}, source="defaults", env=env)
+def read_yaml_file(path: str | Path) -> Any:
+    """Read and parse a YAML file; every failure is a one-line :class:`ConfigError` naming the file.
+
+    Shared by the daemon's config and the training config (``ambient.train.config``).
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -400,7 +402,7 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read config file: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -409,7 +411,13 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
         raise ConfigError(f"{p}: not valid YAML (nested too deeply)") from None
     except (ValueError, OverflowError) as e:  # a scalar the YAML loader cannot convert (a 5000-digit int)
         raise ConfigError(f"{p}: not valid YAML ({str(e)[:120]})") from None
-    return parse_config(data, source=str(p), env=env)
+
+
+def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> Config:
+    """Load and validate a YAML config file (``None``: all defaults, env overrides still apply)."""
+    if path is None:
+        return parse_config({}, source="defaults", env=env)
+    return parse_config(read_yaml_file(path), source=str(path), env=env)
 
 
 def dump_config(cfg: Config) -> str:

@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ambient.config import read_yaml_file
 from ambient.errors import ConfigError
 from ambient.model.dims import ModelDims
 from ambient.stream.recognizer import DEFAULT_LEFT_CONTEXT_S
@@ -268,18 +268,7 @@ def parse_train_config(data: Any, *, source: str = "config", base_dir: Path | No
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load and validate a training YAML file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read config file: {e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{where}") from None
+    data = read_yaml_file(p)
     return parse_train_config(data, source=str(p), base_dir=p.resolve().parent)
 
 
