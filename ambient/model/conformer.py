@@ -31,6 +31,7 @@ from ambient.model.sharing import (
     LinearBank,
     VectorBank,
     dim_value,
+    group_index,
     resolve,
     vector_group,
 )
@@ -109,16 +110,23 @@ class ConformerEncoder(nn.Module):
         bound = 1.0 / math.sqrt(dims.conv_kernel)
         dw: VectorBank = self.vectors["conv_dw_w"]  # type: ignore[assignment]
         nn.init.uniform_(dw.value, -bound, bound)
+        # Plain-dict views of the banks and of each vector's group per layer: streaming calls these
+        # thousands of times per second, and ModuleDict lookups cost more than the small ops they feed.
+        self._banks: dict[str, LinearBank] = {k: b for k, b in self.slots.items() if isinstance(b, LinearBank)}
+        self._vector_banks: dict[str, tuple[VectorBank, list[int]]] = {
+            k: (b, [group_index(i, b.group, m, sharing.order) for i in range(m)])
+            for k, b in self.vectors.items()
+            if isinstance(b, VectorBank)
+        }
         self.dropout = nn.Dropout(dims.dropout)
 
     # ----------------------------------------------------------------- building blocks
     def _lin(self, slot: str, x: torch.Tensor, layer: int) -> torch.Tensor:
-        bank: LinearBank = self.slots[slot]  # type: ignore[assignment]
-        return bank(x, layer)
+        return self._banks[slot].forward(x, layer)
 
     def _vec(self, name: str, layer: int) -> torch.Tensor:
-        bank: VectorBank = self.vectors[name]  # type: ignore[assignment]
-        return bank(layer)
+        bank, index = self._vector_banks[name]
+        return bank.value[index[layer]]
 
     def _norm(self, prefix: str, x: torch.Tensor, layer: int) -> torch.Tensor:
         return F.layer_norm(x, (x.size(-1),), self._vec(f"{prefix}_w", layer), self._vec(f"{prefix}_b", layer))

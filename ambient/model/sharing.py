@@ -137,6 +137,14 @@ def vector_group(cfg: SharingConfig, name: str, n_layers: int) -> int:
     return 1
 
 
+def _apply(lin: nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``lin(x) (+ bias)``; a plain ``nn.Linear`` without its module-call overhead."""
+    if type(lin) is nn.Linear:
+        return F.linear(x, lin.weight, bias)
+    y: torch.Tensor = lin(x)
+    return y if bias is None else y + bias
+
+
 def _linears(mods: nn.ModuleList) -> list[nn.Linear]:
     return [m for m in mods if isinstance(m, nn.Linear)]
 
@@ -193,18 +201,36 @@ class LinearBank(nn.Module):
     def _g(self, layer: int, size: int) -> int:
         return group_index(layer, size, self.n_layers, self.order)
 
-    def forward(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """``x (..., d_in)`` -> ``(..., d_out)`` with virtual layer ``layer``'s weight."""
+    def _plan(self, layer: int) -> tuple[nn.Module | None, nn.Module | None, nn.Module | None, int]:
+        """``(full, u, v, bias group)`` of virtual ``layer``. Looked up per call (not cached) because
+        int8 quantization replaces the stored ``nn.Linear`` pieces in place."""
         s = self.spec
-        y = self.bias[self._g(layer, s.bias_group)]
-        if s.full_group:
-            y = y + self.full[self._g(layer, s.full_group)](x)
-        if s.rank:
-            y = y + self.u[self._g(layer, s.u_group)](self.v[self._g(layer, s.v_group)](x))
+        full = self.full[self._g(layer, s.full_group)] if s.full_group else None
+        u = self.u[self._g(layer, s.u_group)] if s.rank else None
+        v = self.v[self._g(layer, s.v_group)] if s.rank else None
+        return full, u, v, self._g(layer, s.bias_group)
+
+    def forward(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """``x (..., d_in)`` -> ``(..., d_out)`` with virtual layer ``layer``'s weight.
+
+        Streaming runs this on a few frames at a time, where the number of small operations, not
+        their arithmetic, sets the cost: the bias rides in the full-rank matmul and plain
+        ``nn.Linear`` pieces are applied with ``F.linear`` directly (int8 pieces through their module).
+        """
+        full, u, v, g_bias = self._plan(layer)
+        bias = self.bias[g_bias]
+        y = _apply(full, x, bias) if full is not None else None
+        if u is not None and v is not None:
+            low = _apply(u, _apply(v, x))
+            y = low + bias if y is None else y + low
+        if y is None:  # pragma: no cover - every scheme has a full or a low-rank term
+            raise RuntimeError("a projection slot without weights")
         if self.diag is not None:
-            m = self.n_diag
-            lin = x[..., :m] * self.diag[layer]
-            y = y + (lin if m == self.d_out else F.pad(lin, (0, self.d_out - m)))
+            m, d = self.n_diag, self.diag[layer]
+            if m == self.d_out:
+                y = torch.addcmul(y, x[..., :m], d)
+            else:
+                y = torch.cat([torch.addcmul(y[..., :m], x[..., :m], d), y[..., m:]], dim=-1)
         return y
 
     def virtual_params(self) -> int:

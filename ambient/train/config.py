@@ -184,6 +184,12 @@ class RunConfig(_Section):
         20, ge=1, description="Write a metrics record (and a log line off a terminal) every this many steps."
     )
     name: str = Field("ambient", description="Model name stored in the exported checkpoints' metadata.")
+    init_from: Path | None = Field(
+        None,
+        description="Start a new run from the weights and normalization of this exported model (`best.pt`, "
+        "`last.pt`); model and tokenizer must match. Optimizer, schedule and data order start fresh. "
+        "Ignored when the run directory already holds a training state (that one is resumed).",
+    )
 
 
 class TrainConfig(_Section):
@@ -246,7 +252,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             for k, v in aug.items():
                 if k.endswith(("_dir", "_manifest", "_path")):
                     aug[k] = fix(v)
-    for section, key in (("tokenizer", "model"), ("run", "output_dir")):
+    for section, key in (("tokenizer", "model"), ("run", "output_dir"), ("run", "init_from")):
         s = data.get(section)
         if isinstance(s, dict) and key in s:
             s[key] = fix(s[key])

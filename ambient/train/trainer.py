@@ -46,7 +46,7 @@ from ambient.config import LoggingConfig
 from ambient.errors import ConfigError
 from ambient.logs import configure_logging
 from ambient.model.asr import AsrModel
-from ambient.model.checkpoint import save_model
+from ambient.model.checkpoint import load_model, save_model
 from ambient.model.info import stored_params, virtual_params
 from ambient.model.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
 from ambient.stream.recognizer import StreamingRecognizer
@@ -266,7 +266,10 @@ class Trainer:
         self._load_data()
         resumed = self._maybe_resume(require_resume)
         if not resumed:
-            self._init_normalization()
+            if cfg.run.init_from is not None:
+                self._init_from(cfg.run.init_from)
+            else:
+                self._init_normalization()
         self.resumed_from = resumed
         self.ddp: torch.nn.Module = (
             DistributedDataParallel(
@@ -367,6 +370,14 @@ class Trainer:
         _log.info(
             "feature statistics", frames=frames, mean=round(float(mean.mean()), 3), std=round(float(std.mean()), 3)
         )
+
+    def _init_from(self, path: Path) -> None:
+        """Copy weights and normalization from an exported model of the same dims and tokenizer."""
+        start = load_model(path)
+        if start.dims != self.model.dims or start.tokenizer.to_dict() != self.tokenizer.to_dict():
+            raise ConfigError(f"run.init_from: {path} has different model dims or tokenizer than this config")
+        self.model.load_state_dict(start.state_dict(), strict=True)
+        _log.info("initialized from model", path=str(path))
 
     def _maybe_resume(self, required: bool) -> Path | None:
         found = load_latest_training_state(self.run_dir)

@@ -41,3 +41,30 @@ def test_char_tokenizer_round_trip() -> None:
     tok = CharTokenizer()
     assert tok.vocab_size == 29 and tok.blank_id == 0
     assert tok.decode(tok.encode("don't  stop")) == "don't stop"
+
+
+def test_incremental_collapsing_equals_whole_in_any_pieces() -> None:
+    import random
+
+    from ambient.model.ctc import FrameBest, GreedyCollapser, hypothesis_from_best
+
+    tok = CharTokenizer()
+    rng = random.Random(0)
+    for trial in range(30):
+        n = rng.randint(0, 200)
+        # few distinct units so that repeats, blanks and spaces are frequent
+        ids = torch.tensor([rng.choice([0, 0, 0, 1, 2, 2, 3, 5]) for _ in range(n)], dtype=torch.long)
+        probs = torch.rand(n)
+        whole = hypothesis_from_best(FrameBest(ids=ids, probs=probs), tok, frame_shift_s=0.04)
+        col = GreedyCollapser(tok, frame_shift_s=0.04)
+        texts = []
+        i = 0
+        while i < n:
+            j = min(n, i + rng.randint(1, 17))
+            changed = col.push(FrameBest(ids=ids[i:j], probs=probs[i:j]))
+            text = col.hypothesis().text
+            assert changed == (text != (texts[-1] if texts else "")), (trial, i)
+            texts.append(text)
+            i = j
+        assert col.hypothesis() == whole, trial
+        assert col.frames == n

@@ -396,6 +396,37 @@ def test_resume_requires_a_state_and_a_matching_model(digits: tuple[Path, Path],
         Trainer(cfg=other)
 
 
+def test_init_from_copies_weights_and_normalization_but_not_the_schedule(
+    digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from ambient.model.checkpoint import load_model, save_model
+
+    train, dev = digits
+    first = Trainer(cfg=parse_train_config(_config(train, dev, tmp_path / "first")))
+    with torch.no_grad():
+        for p in first.model.parameters():
+            p.add_(0.01)  # weights that a fresh initialization cannot produce
+    save_model(first.model, tmp_path / "start.pt")
+    start = load_model(tmp_path / "start.pt")
+
+    cfg = parse_train_config(_config(train, dev, tmp_path / "second", **{"run.init_from": str(tmp_path / "start.pt")}))
+    second = Trainer(cfg=cfg)
+    assert second.progress.step == 0 and second.resumed_from is None
+    for (name, a), b in zip(second.model.state_dict().items(), start.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    fresh = Trainer(cfg=parse_train_config(_config(train, dev, tmp_path / "third")))  # same seed, no init_from
+    assert torch.allclose(fresh.model.head.weight + 0.01, second.model.head.weight)
+
+    other = parse_train_config(
+        _config(train, dev, tmp_path / "fourth", **{"model.d_model": 32, "run.init_from": str(tmp_path / "start.pt")})
+    )
+    with pytest.raises(ConfigError, match=r"run\.init_from: .*different model dims"):
+        Trainer(cfg=other)
+    missing = parse_train_config(_config(train, dev, tmp_path / "fifth", **{"run.init_from": str(tmp_path / "no.pt")}))
+    with pytest.raises(CheckpointError):
+        Trainer(cfg=missing)
+
+
 def test_wall_time_limit_stops_the_run_with_a_saved_state(digits: tuple[Path, Path], tmp_path: Path) -> None:
     train, dev = digits
     cfg = parse_train_config(_config(train, dev, tmp_path / "run", **{"optim.max_hours": 1e-9}))
