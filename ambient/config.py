@@ -154,6 +154,17 @@ class VadConfig(_Section):
         description="webrtcvad aggressiveness, 0 (least) to 3 (most aggressive filtering of non-speech).",
     )
     frame_ms: Literal[10, 20, 30] = Field(30, description="webrtcvad frame length in ms.")
+    noise_margin_db: float | None = Field(
+        8.0,
+        ge=0,
+        le=60,
+        description="A frame counts as speech only if its level is this many dB above the background noise "
+        "floor (the quietest frame of the last `noise_window_s`); keeps fans and hum from holding the gate "
+        "open. null = webrtcvad alone.",
+    )
+    noise_window_s: float = Field(
+        5.0, ge=0.5, le=120, description="How far back the noise floor looks for the quietest frame."
+    )
     start_ms: int = Field(
         150,
         ge=10,

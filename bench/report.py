@@ -9,7 +9,7 @@ The document is hand-written prose with generated blocks between markers::
     <!-- bench:NAME -->  ...generated...  <!-- /bench:NAME -->
 
 NAME is ``machine`` or a benchmark: ``stream_speed``, ``daemon_latency``, ``idle``, ``memory``,
-``scaling``, ``peers``; its results are read from ``RESULTS/NAME.json``. A block whose results are
+``scaling``, ``peers``, ``gate``; its results are read from ``RESULTS/NAME.json``. A block whose results are
 missing says so. Results taken on a busy machine (load average above a quarter of the cores at the
 start or end) are marked **preliminary**. ``--check`` exits 1 if the document is not up to date.
 """
@@ -27,7 +27,9 @@ from typing import Any
 
 from _common import REPO, describe_machine, finish_machine, machine_info, under_load
 
-BENCHMARKS: tuple[str, ...] = ("stream_speed", "daemon_latency", "idle", "memory", "scaling", "peers")
+BENCHMARKS: tuple[str, ...] = ("stream_speed", "daemon_latency", "idle", "gate", "memory", "scaling", "peers")
+#: Benchmarks whose figures do not depend on the machine's load (never marked preliminary).
+LOAD_INDEPENDENT: frozenset[str] = frozenset({"gate"})
 _BLOCK = re.compile(r"(<!-- bench:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.DOTALL)
 
 Doc = dict[str, Any]
@@ -62,7 +64,7 @@ def provenance(doc: Doc) -> str:
         f"_Measured {m.get('started', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores), torch "
         f"{m.get('torch', '?')}, commit {m.get('commit', '?')}; 1-minute load average {load} at start / end._"
     )
-    if m and under_load(m):
+    if m and under_load(m) and doc.get("benchmark") not in LOAD_INDEPENDENT:
         line = (
             "> **Preliminary: measured under load** (another job was using the cores); rerun on a quiet "
             "machine before relying on these figures.\n\n" + line
@@ -171,6 +173,39 @@ def render_idle(doc: Doc) -> str:
         "CPU = user + system time of all daemon threads."
     )
     return settings + "\n\n" + table(headers, rows, align="rrlrrrrrr")
+
+
+def render_gate(doc: Doc) -> str:
+    s = doc["settings"]
+    rows = [
+        [
+            r["background"],
+            _fmt(r["aggressiveness"]),
+            "off" if r["noise_margin_db"] is None else _fmt(r["noise_margin_db"], "g"),
+            _fmt(r["open_pct"], ".1f"),
+            _fmt(r["utterances_opened"]),
+            f"{r['caught']}/{r['sentences']}",
+            _fmt(r.get("clipped")),
+            _fmt(r["extra_open_s"], ".1f"),
+        ]
+        for r in doc["results"]
+    ]
+    headers = [
+        "background",
+        "VAD",
+        "floor margin dB",
+        "open % (noise alone)",
+        "utterances opened",
+        "sentences caught",
+        "onset clipped",
+        "extra open s",
+    ]
+    settings = (
+        f"{s['seconds']:g} s of each background alone; {s['utterances']} sentences ({s['engines']}) at "
+        f"{s['speech_dbfs']:g} dBFS RMS over it; {s['frame_ms']} ms frames, hangover {s['hangover_ms']} ms, "
+        f"noise window {s['noise_window_s']:g} s."
+    )
+    return settings + "\n\n" + table(headers, rows, align="lrrrrrrr")
 
 
 def render_memory(doc: Doc) -> str:
@@ -293,7 +328,9 @@ def render_machine(docs: Mapping[str, Doc]) -> str:
                 str(m.get("torch", "?")),
                 str(m.get("commit", "?")),
                 f"{_fmt((m.get('loadavg_start') or [None])[0])} / {_fmt((m.get('loadavg_end') or [None])[0])}",
-                "**preliminary (under load)**" if under_load(m) else "quiet",
+                "offline: load-independent"
+                if name in LOAD_INDEPENDENT
+                else ("**preliminary (under load)**" if under_load(m) else "quiet"),
             ]
         )
     if not rows:
@@ -335,6 +372,7 @@ def render_block(name: str, docs: Mapping[str, Doc], *, doc_path: Path, results:
         "stream_speed": render_stream_speed,
         "daemon_latency": render_daemon_latency,
         "idle": render_idle,
+        "gate": render_gate,
         "memory": render_memory,
         "scaling": lambda d: render_scaling(d, doc_path=doc_path, results=results),
         "peers": render_peers,

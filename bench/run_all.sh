@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark with its full settings and regenerates the tables of docs/benchmarks.md.
 #   bench/run_all.sh                 everything (about 75 minutes on 2 cores)
-#   bench/run_all.sh idle memory     only these (stream_speed daemon_latency idle memory scaling peers)
+#   bench/run_all.sh idle memory     only these (stream_speed daemon_latency idle gate memory scaling peers)
 # Environment: PYTHON (default .venv/bin/python), AMBIENT_BENCH_OUT (default bench/results),
 #   AMBIENT_BENCH_MODEL (default models/ambient-base/model.pt; random ambient-base weights if absent),
 #   AMBIENT_BENCH_MANIFESTS (for peers, space-separated NAME=PATH; default dev=data/dev.jsonl).
@@ -13,7 +13,7 @@ OUT=${AMBIENT_BENCH_OUT:-bench/results}
 MODEL=${AMBIENT_BENCH_MODEL:-models/ambient-base/model.pt}
 MANIFESTS=${AMBIENT_BENCH_MANIFESTS:-dev=data/dev.jsonl}
 mkdir -p "$OUT"
-ALL=(stream_speed daemon_latency idle memory scaling peers)
+ALL=(stream_speed daemon_latency idle gate memory scaling peers)
 SELECTED=("$@")
 [ ${#SELECTED[@]} -eq 0 ] && SELECTED=("${ALL[@]}")
 for name in "${SELECTED[@]}"; do
@@ -43,6 +43,8 @@ for name in "${SELECTED[@]}"; do
       run daemon_latency "$PY" bench/daemon_latency.py "${model_args[@]}" --utterances 30 --json "$OUT/daemon_latency.json" ;;
     idle)
       run idle "$PY" bench/idle.py "${model_args[@]}" --seconds 60 --windows 6 --block-ms 30,100 --aggressiveness 2,3 --json "$OUT/idle.json" ;;
+    gate)
+      run gate "$PY" bench/gate.py --seconds 60 --utterances 12 --aggressiveness 2,3 --json "$OUT/gate.json" ;;
     memory)
       run memory "$PY" bench/memory.py "${model_args[@]}" --hours 1 --variants fp32,int8,int8-at-load --json "$OUT/memory.json" ;;
     scaling)

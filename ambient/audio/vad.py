@@ -11,6 +11,9 @@ and returns what happened, as a list of :data:`GateEvent`:
 Every ``SpeechStarted`` is followed by exactly one ``SpeechEnded``, so the daemon can keep the
 protocol's promise "``speech_start``, partials, exactly one ``final``".
 
+A frame is *voiced* when webrtcvad says speech and its level stands ``noise_margin_db`` above the
+background noise floor tracked by :class:`NoiseFloor` (so fans and hum do not hold the gate open).
+
 Rules (all lengths are rounded up to whole frames):
 
 1. **Start.** The gate opens when at least ``start_ms`` of the last ``start_window_ms`` were voiced.
@@ -41,6 +44,7 @@ from enum import Enum
 
 import numpy as np
 
+from ambient.audio.noisefloor import NoiseFloor, frame_dbfs
 from ambient.config import VadConfig
 
 __all__ = [
@@ -51,6 +55,7 @@ __all__ = [
     "SpeechEnded",
     "SpeechStarted",
     "VoiceGate",
+    "default_is_speech",
     "webrtc_is_speech",
 ]
 
@@ -112,6 +117,20 @@ def webrtc_is_speech(aggressiveness: int, sample_rate: int) -> IsSpeech:
     return is_speech
 
 
+def default_is_speech(cfg: VadConfig, sample_rate: int) -> IsSpeech:
+    """webrtcvad, and (unless ``noise_margin_db`` is null) a level above the tracked noise floor."""
+    vad = webrtc_is_speech(cfg.aggressiveness, sample_rate)
+    if cfg.noise_margin_db is None:
+        return vad
+    floor = NoiseFloor(frame_ms=cfg.frame_ms, window_s=cfg.noise_window_s, margin_db=cfg.noise_margin_db)
+
+    def is_speech(frame: bytes) -> bool:
+        loud = floor.update(frame_dbfs(np.frombuffer(frame, dtype=np.int16)))  # always track the floor
+        return loud and vad(frame)
+
+    return is_speech
+
+
 def _frames(ms: float, frame_ms: int) -> int:
     return max(0, math.ceil(ms / frame_ms))
 
@@ -130,7 +149,7 @@ class VoiceGate:
         self.cfg = cfg
         self.sample_rate = sample_rate
         self.frame_samples = sample_rate * cfg.frame_ms // 1000
-        self._is_speech = is_speech if is_speech is not None else webrtc_is_speech(cfg.aggressiveness, sample_rate)
+        self._is_speech = is_speech if is_speech is not None else default_is_speech(cfg, sample_rate)
         fm = cfg.frame_ms
         self._start_need = max(1, _frames(cfg.start_ms, fm))
         self._window = max(self._start_need, _frames(cfg.start_window_ms, fm))

@@ -259,3 +259,59 @@ def test_real_webrtcvad_finds_one_utterance_in_synthesized_speech(synth: Callabl
     assert abs(starts[0].onset_sample - speech_at) < 0.3 * 16000
     assert starts[0].start_sample < starts[0].onset_sample
     assert ends[0].speech_end_sample >= speech_at + len(speech) - 0.3 * 16000
+
+
+def _hum(seconds: float, dbfs: float) -> np.ndarray:
+    t = np.arange(round(seconds * 16000)) / 16000
+    x = sum(np.sin(2 * np.pi * 50 * k * t + k) / k for k in range(1, 8))
+    x = x / np.sqrt(np.mean(x**2)) * 10 ** (dbfs / 20)
+    return (x * 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("margin", [None, 8.0])
+def test_mains_hum_holds_the_gate_open_only_without_the_noise_floor(
+    synth: Callable[..., Path], margin: float | None
+) -> None:
+    """50 Hz hum at -30 dBFS passes webrtcvad as voiced; the tracked floor keeps the gate shut,
+    and a sentence spoken over the same hum still opens it exactly once."""
+    from ambient.audio.io import read_audio
+    from ambient.audio.resample import to_int16
+
+    voice = read_audio(synth("please turn on the kitchen light"))
+    voice = voice / np.sqrt(np.mean(voice**2)) * 10 ** (-18 / 20)  # 12 dB above the hum
+    speech = to_int16(voice).astype(np.int32)
+    hum = _hum(12.0, -30.0).astype(np.int32)
+    at = 8 * 16000
+    mixed = hum.copy()
+    mixed[at : at + len(speech)] += speech
+    g = VoiceGate(VadConfig(frame_ms=30, noise_margin_db=margin))
+    n = g.frame_samples
+    pcm = np.clip(mixed, -32768, 32767).astype(np.int16)
+    timeline = [(k, e) for k in range(0, len(pcm) - n + 1, n) for e in g.process(pcm[k : k + n])]
+    starts = [(k, e) for k, e in timeline if isinstance(e, SpeechStarted)]
+    if margin is None:
+        assert starts and starts[0][0] < at, "webrtcvad alone should take the hum for speech"
+    else:
+        assert len(starts) == 1, [k / 16000 for k, _ in starts]
+        started = starts[0][1]
+        assert isinstance(started, SpeechStarted)
+        assert at <= started.onset_sample < at + 0.5 * 16000
+        assert started.start_sample <= at + 0.15 * 16000, "the pre-roll reaches back to the first syllable"
+
+
+def test_noise_floor_tracks_the_quietest_recent_frame() -> None:
+    from ambient.audio.noisefloor import NoiseFloor, frame_dbfs
+
+    assert frame_dbfs(np.zeros(480, np.int16)) == -120.0
+    assert frame_dbfs(np.full(480, 32767, np.int16)) == pytest.approx(0.0, abs=0.01)
+    f = NoiseFloor(frame_ms=100, window_s=4.0, margin_db=6.0)  # sub-blocks of 5 frames, 40 frames back
+    assert f.floor_dbfs == -float("inf") and f.update(-50.0)  # the first frame always counts
+    for _ in range(20):
+        assert not f.update(-50.0)  # steady noise is not loud
+    assert f.floor_dbfs == -50.0
+    assert f.update(-43.0) and not f.update(-45.0)  # 7 dB above the floor, then only 5
+    for _ in range(60):  # the room gets louder: after the window the floor has followed
+        f.update(-30.0)
+    assert f.floor_dbfs == -30.0 and not f.update(-28.0)
+    f.update(-70.0)  # and a quieter frame lowers it at once
+    assert f.floor_dbfs == -70.0 and f.update(-60.0)

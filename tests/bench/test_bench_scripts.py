@@ -143,6 +143,36 @@ def test_idle_measures_cpu_and_wakeups_without_waking_the_encoder(idle: tuple[st
 
 
 @pytest.fixture(scope="module")
+def gate(results: Path) -> tuple[str, dict[str, Any]]:
+    out = _run(
+        "gate.py",
+        "--seconds",
+        "8",
+        "--utterances",
+        "2",
+        "--aggressiveness",
+        "2",
+        "--backgrounds",
+        "silence,hum",
+        "--json",
+        str(results / "gate.json"),
+    )
+    return out, _doc(results / "gate.json", "gate")
+
+
+def test_gate_keeps_hum_out_with_the_noise_floor_and_still_hears_speech(gate: tuple[str, dict[str, Any]]) -> None:
+    out, doc = gate
+    assert "open % (noise alone)" in out
+    rows = {(r["background"], r["noise_margin_db"]): r for r in doc["results"]}
+    assert set(rows) == {("silence", None), ("silence", 8.0), ("hum", None), ("hum", 8.0)}
+    assert rows[("silence", None)]["open_pct"] == 0 == rows[("silence", 8.0)]["open_pct"]
+    assert rows[("hum", None)]["open_pct"] > 50, "webrtcvad alone takes mains hum for speech"
+    assert rows[("hum", 8.0)]["open_pct"] == 0
+    for r in rows.values():
+        assert r["sentences"] == 2 and r["caught"] == 2
+
+
+@pytest.fixture(scope="module")
 def memory(results: Path, tiny_checkpoint: Path) -> tuple[str, dict[str, Any]]:
     out = _run(
         "memory.py",
@@ -213,7 +243,7 @@ def test_scaling_shares_weights_and_draws_the_chart(scaling: tuple[str, dict[str
 
 
 def test_report_renders_every_result(
-    latency: Any, idle: Any, memory: Any, scaling: Any, results: Path, tmp_path: Path
+    latency: Any, idle: Any, gate: Any, memory: Any, scaling: Any, results: Path, tmp_path: Path
 ) -> None:
     doc = tmp_path / "benchmarks.md"
     shutil.copy(ROOT / "docs" / "benchmarks.md", doc)
@@ -225,6 +255,7 @@ def test_report_renders_every_result(
     assert "| block ms | VAD | condition |" in text and "| 30 | 2 | silence |" in text
     assert "| fp32 |" in text and "RSS after load" in text
     assert "none-4L" in text and "![scaling charts](" in text
+    assert "| hum | 2 | 8 | 0.0 |" in text
     assert "| daemon_latency |" in text  # the machine table
     assert text.count("_Not measured yet") == 2  # stream_speed and peers were not run here
     assert subprocess.run(check, capture_output=True, timeout=60, check=False).returncode == 0
