@@ -292,6 +292,13 @@ class EventLogConfig(_Section):
     rotate_bytes: int = Field(
         10 * 1024 * 1024, ge=4096, description="Rotate the file when it would grow past this size."
     )
+    rotate_days: float | None = Field(
+        1.0,
+        gt=0,
+        le=3650,
+        description="Also rotate when the current file's oldest event is this old, so that `retention_days` "
+        "reaches a quiet log too: no event is kept longer than `retention_days` + `rotate_days`. null = by size only.",
+    )
     keep_files: int = Field(5, ge=0, le=1000, description="Rotated files kept (events.jsonl.1 … .N).")
     retention_days: float | None = Field(
         30.0, gt=0, description="Delete rotated files older than this many days; null keeps them."

@@ -16,8 +16,11 @@ caller: ``append()`` returns False, the first failure of an episode is logged an
 itself once writing works again.
 
 Files: ``events.jsonl`` is written; rotation renames it to ``events.jsonl.1`` (older ones shift to
-``.2`` … ``.keep_files``). Rotated files older than ``retention_days`` are deleted at open, at
-rotation and in ``maintain()``. Every file gets ``file_mode`` whatever the umask.
+``.2`` … ``.keep_files``). Rotation happens when a line would take the file past ``rotate_bytes``,
+and when the file's oldest event is ``rotate_days`` old (checked at each append and in
+``maintain()``), so a quiet log rotates too. Rotated files whose last write is older than
+``retention_days`` are deleted at open, at rotation and in ``maintain()``: no event outlives
+``retention_days + rotate_days``. Every file gets ``file_mode`` whatever the umask.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ __all__ = ["EventLog", "EventLogError", "log_files", "read_events"]
 #: Fields that carry what was said; ``metadata_only`` drops them.
 _CONTENT_FIELDS = ("text", "words")
 _READ_BLOCK = 64 * 1024
+#: Wall-clock times before this are not taken for one (a test's or a tool's made-up times).
+_EPOCH_2001 = 978307200.0
 
 
 class EventLogError(AmbientError):
@@ -83,6 +88,7 @@ class EventLog:
         self._unsynced = False
         self._last_sync = time.monotonic()
         self._closed = False
+        self._oldest: float | None = None  # wall-clock time of the current file's first event
         with self._lock:
             self._start()
 
@@ -134,11 +140,13 @@ class EventLog:
                 fd = self._fd
                 assert fd is not None
                 size = os.lseek(fd, 0, os.SEEK_END)
-                if size > 0 and size + len(data) > self._cfg.rotate_bytes:
+                if size > 0 and (size + len(data) > self._cfg.rotate_bytes or self._too_old()):
                     self._rotate()
                     fd = self._fd
                     assert fd is not None
                 offset = self._write_line(fd, data)
+                if self._oldest is None:
+                    self._oldest = time.time()
                 try:
                     self._sync_if_due(fd)
                 except OSError:
@@ -161,6 +169,11 @@ class EventLog:
             if self._fd is not None and self._unsynced:
                 try:
                     self._sync_if_due(self._fd)
+                except OSError as e:
+                    self._failed(e)
+            if self._fd is not None and self._too_old():
+                try:
+                    self._rotate()
                 except OSError as e:
                     self._failed(e)
             self._apply_retention()
@@ -249,6 +262,7 @@ class EventLog:
             start = _line_start(fd, end - 1)
             if not _parses(os.pread(fd, end - start, start)):
                 end = start
+        self._oldest = _first_time(fd, path) if end > 0 else None
         if end != size:
             os.ftruncate(fd, end)
             if self._cfg.fsync != "never":
@@ -280,6 +294,11 @@ class EventLog:
             _datasync(fd)
             self._unsynced = False
             self._last_sync = now
+
+    def _too_old(self) -> bool:
+        """Does the current file hold an event older than ``rotate_days``?"""
+        days = self._cfg.rotate_days
+        return days is not None and self._oldest is not None and time.time() - self._oldest >= days * 86400.0
 
     def _rotate(self) -> None:
         path = self._cfg.path
@@ -423,6 +442,22 @@ def _line_start(fd: int, end: int) -> int:
             return start + i + 1
         pos = start
     return 0
+
+
+def _first_time(fd: int, path: Path) -> float:
+    """Wall-clock time of the first event in an existing log file: its ``time`` (status,
+    speech_start) or ``start`` (final) field, else the file's modification time."""
+    head = os.pread(fd, _READ_BLOCK, 0).split(b"\n", 1)[0]
+    try:
+        record = json.loads(head)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        for key in ("time", "start"):
+            value = record.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > _EPOCH_2001:
+                return float(value)
+    return os.fstat(fd).st_mtime
 
 
 def _parses(line: bytes) -> bool:

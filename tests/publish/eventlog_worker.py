@@ -38,7 +38,7 @@ def make_final(n: int, words: int) -> Final:
 
 
 def loop(path: Path) -> None:
-    cfg = EventLogConfig(path=path, fsync="never", rotate_bytes=1 << 40, retention_days=None)
+    cfg = EventLogConfig(path=path, fsync="never", rotate_bytes=1 << 40, retention_days=None, rotate_days=None)
     log = EventLog(cfg)
     n = 0
     while True:
@@ -50,7 +50,7 @@ def loop(path: Path) -> None:
 
 def fsize(path: Path, limit: int) -> None:
     transitions: list[list[object]] = []
-    cfg = EventLogConfig(path=path, fsync="always", rotate_bytes=1 << 30, retention_days=None)
+    cfg = EventLogConfig(path=path, fsync="always", rotate_bytes=1 << 30, retention_days=None, rotate_days=None)
     _soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     with capture_logs() as logs:
         log = EventLog(cfg, on_health_change=lambda ok, why: transitions.append([ok, why]))

@@ -20,7 +20,7 @@ from ambient.publish.eventlog import EventLog, EventLogError, log_files, read_ev
 
 
 def cfg_for(d: Path, **kw: Any) -> EventLogConfig:
-    return EventLogConfig(**{"path": d / "state" / "events.jsonl", "retention_days": None, **kw})
+    return EventLogConfig(**{"path": d / "state" / "events.jsonl", "retention_days": None, "rotate_days": None, **kw})
 
 
 def lines_of(path: Path) -> list[dict[str, Any]]:
@@ -108,6 +108,44 @@ def test_retention_deletes_old_rotated_files(sock_dir: Path) -> None:
     log.maintain()  # and periodically
     assert not path.with_name("events.jsonl.2").exists()
     assert path.with_name("events.jsonl.1").exists() and path.exists()
+    log.close()
+
+
+def test_a_quiet_log_rotates_by_age_so_retention_reaches_its_events(sock_dir: Path) -> None:
+    """A log that rarely grows never reaches rotate_bytes: without rotation by age its oldest
+    transcripts would outlive retention_days in the active file."""
+    path = sock_dir / "state" / "events.jsonl"
+    path.parent.mkdir()
+    now = time.time()
+    old = final(1, "three days old")
+    path.write_text(json.dumps({**old.to_dict(), "start": now - 3 * 86400, "end": now - 3 * 86400 + 2}) + "\n")
+    os.utime(path, (now - 3 * 86400, now - 3 * 86400))
+    log = EventLog(cfg_for(sock_dir, retention_days=2.0, rotate_days=1.0))
+    assert path.exists() and lines_of(path)[0]["text"] == "three days old"  # not rotated at open by itself
+    assert log.append(final(2, "fresh"))  # the first append rotates the old file away
+    assert [r["text"] for r in lines_of(path)] == ["fresh"]
+    assert not path.with_name("events.jsonl.1").exists(), "its last write is 3 days old: expired at rotation"
+
+    # The same through maintain(): a file whose first event is older than rotate_days rotates even
+    # without another append, and the rotated file expires once its last write passes retention.
+    log.close()
+    path.write_text(json.dumps({**final(3, "a day and a half").to_dict(), "start": now - 1.5 * 86400}) + "\n")
+    log = EventLog(cfg_for(sock_dir, retention_days=2.0, rotate_days=1.0))
+    log.maintain()
+    assert not path.exists() or path.read_bytes() == b""
+    rotated = path.with_name("events.jsonl.1")
+    assert [r["text"] for r in lines_of(rotated)] == ["a day and a half"]
+    os.utime(rotated, (now - 2.5 * 86400, now - 2.5 * 86400))
+    log.maintain()
+    assert not rotated.exists()
+
+    # rotate_days: null keeps the old behaviour (size only).
+    log.close()
+    path.write_text(json.dumps({**final(4, "old but kept").to_dict(), "start": now - 5 * 86400}) + "\n")
+    log = EventLog(cfg_for(sock_dir, retention_days=2.0, rotate_days=None))
+    assert log.append(final(5, "new"))
+    log.maintain()
+    assert [r["text"] for r in lines_of(path)] == ["old but kept", "new"]
     log.close()
 
 
