@@ -1,0 +1,109 @@
+"""Accuracy of a model through the daemon's streaming path: every manifest × chunk size (× int8).
+
+Usage:
+    python scripts/model_report.py --model models/ambient-base/model.pt \\
+        --manifest dev=data/dev.jsonl --manifest unseen-slt=data/unseen_slt.jsonl \\
+        [--chunks 160,320,640,1280] [--int8] [--limit N] [--json OUT]
+
+Prints a markdown table (WER with substitutions/deletions/insertions, per-source WER, RTF) for the
+model card and writes the figures as JSON. Decoding is exactly ``ambient eval``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ambient.model.checkpoint import load_model
+from ambient.train.evaluate import evaluate_streaming
+from ambient.train.manifest import read_manifest
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--manifest", action="append", required=True, help="NAME=PATH (repeat)")
+    ap.add_argument("--chunks", default="640", help="comma-separated chunk lengths in ms")
+    ap.add_argument("--int8", action="store_true", help="also decode with int8 weights (at 640 ms)")
+    ap.add_argument("--limit", type=int, default=None, help="first N utterances of each manifest")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    manifests: list[tuple[str, Path]] = []
+    for spec in args.manifest:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            ap.error(f"--manifest wants NAME=PATH, got {spec!r}")
+        manifests.append((name, Path(path)))
+    chunks = [int(c) for c in args.chunks.split(",")]
+    variants: list[tuple[str, int]] = [("fp32", c) for c in chunks]
+    if args.int8:
+        variants.append(("int8", 640))
+    models = {"fp32": load_model(args.model)}
+    if args.int8:
+        models["int8"] = load_model(args.model, int8=True)
+
+    rows: list[dict[str, Any]] = []
+    for name, path in manifests:
+        utts = read_manifest(path)[: args.limit] if args.limit else read_manifest(path)
+        for precision, chunk in variants:
+            report = evaluate_streaming(models[precision], utts, chunk_ms=chunk)
+            o = report.overall
+            rows.append(
+                {
+                    "manifest": name,
+                    "path": str(path),
+                    "precision": precision,
+                    "chunk_ms": report.chunk_ms,
+                    "utterances": o.utterances,
+                    "words": o.ref_words,
+                    "minutes": report.audio_seconds / 60,
+                    "wer": o.wer,
+                    "sub": o.substitutions,
+                    "del": o.deletions,
+                    "ins": o.insertions,
+                    "rtf": report.rtf,
+                    "by_source": {k: v.wer for k, v in report.by_source.items()},
+                }
+            )
+            r = rows[-1]
+            print(
+                f"{name:12s} {precision} {chunk:5d} ms  WER {_pct(r['wer']):>5s}%  ({r['utterances']} utt)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    print("| data | precision | chunk ms | utterances | words | WER % | sub / del / ins | WER % per source | RTF |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|")
+    for r in rows:
+        per = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(r["by_source"].items()))
+        print(
+            f"| {r['manifest']} | {r['precision']} | {r['chunk_ms']} | {r['utterances']} | {r['words']} | "
+            f"{_pct(r['wer'])} | {r['sub']} / {r['del']} / {r['ins']} | {per} | {r['rtf']:.3f} |"
+        )
+    if args.json:
+        doc = {
+            "model": str(args.model),
+            "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
