@@ -165,6 +165,13 @@ class VadConfig(_Section):
     noise_window_s: float = Field(
         5.0, ge=0.5, le=120, description="How far back the noise floor looks for the quietest frame."
     )
+    release_db: float | None = Field(
+        35.0,
+        ge=6,
+        le=90,
+        description="Frames more than this many dB below the loudest frame of the last 2 s count as silence: "
+        "the decay of the last word stops holding the utterance open, so the final comes sooner. null = off.",
+    )
     start_ms: int = Field(
         150,
         ge=10,

@@ -185,6 +185,7 @@ def main() -> None:
             "frame_ms": VadConfig().frame_ms,
             "hangover_ms": VadConfig().hangover_ms,
             "noise_window_s": VadConfig().noise_window_s,
+            "release_db": VadConfig().release_db,
         },
         results=rows,
         notes=notes,

@@ -18,7 +18,7 @@ from collections import deque
 
 import numpy as np
 
-__all__ = ["NoiseFloor", "frame_dbfs"]
+__all__ = ["NoiseFloor", "PeakHold", "frame_dbfs"]
 
 _SUBBLOCKS = 8
 _SILENT_DBFS = -120.0
@@ -66,3 +66,34 @@ class NoiseFloor:
             self._blocks.append(self._cur)
             self._cur, self._in_cur = math.inf, 0
         return loud
+
+
+class PeakHold:
+    """Loudest frame level of the last ``window_s`` seconds (a running maximum, O(1) per frame).
+
+    The gate uses it to end an utterance on the speech's own scale: frames more than ``drop_db``
+    below the recent peak are the decay of the last word or the room's reverberation, which
+    webrtcvad still calls voiced for about 100 ms.
+    """
+
+    def __init__(self, *, frame_ms: int, window_s: float, drop_db: float) -> None:
+        self.drop_db = drop_db
+        self._block_frames = max(1, round(window_s * 1000 / frame_ms / _SUBBLOCKS))
+        self._blocks: deque[float] = deque(maxlen=_SUBBLOCKS - 1)
+        self._cur = -math.inf
+        self._in_cur = 0
+
+    @property
+    def peak_dbfs(self) -> float:
+        """The current peak (``-inf`` before the first frame)."""
+        return max(max(self._blocks, default=-math.inf), self._cur)
+
+    def update(self, level_dbfs: float) -> bool:
+        """Account for one frame's level; True if it is within ``drop_db`` of the peak (itself included)."""
+        self._cur = max(self._cur, level_dbfs)
+        self._in_cur += 1
+        near = level_dbfs >= self.peak_dbfs - self.drop_db
+        if self._in_cur >= self._block_frames:
+            self._blocks.append(self._cur)
+            self._cur, self._in_cur = -math.inf, 0
+        return near

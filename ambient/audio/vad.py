@@ -11,8 +11,10 @@ and returns what happened, as a list of :data:`GateEvent`:
 Every ``SpeechStarted`` is followed by exactly one ``SpeechEnded``, so the daemon can keep the
 protocol's promise "``speech_start``, partials, exactly one ``final``".
 
-A frame is *voiced* when webrtcvad says speech and its level stands ``noise_margin_db`` above the
-background noise floor tracked by :class:`NoiseFloor` (so fans and hum do not hold the gate open).
+A frame is *voiced* when webrtcvad says speech, its level stands ``noise_margin_db`` above the
+background noise floor tracked by :class:`NoiseFloor` (so fans and hum do not hold the gate open),
+and it is within ``release_db`` of the loudest frame of the last two seconds (:class:`PeakHold`: the
+decay of the last word no longer delays the end of the utterance).
 
 Rules (all lengths are rounded up to whole frames):
 
@@ -44,7 +46,7 @@ from enum import Enum
 
 import numpy as np
 
-from ambient.audio.noisefloor import NoiseFloor, frame_dbfs
+from ambient.audio.noisefloor import NoiseFloor, PeakHold, frame_dbfs
 from ambient.config import VadConfig
 
 __all__ = [
@@ -118,15 +120,23 @@ def webrtc_is_speech(aggressiveness: int, sample_rate: int) -> IsSpeech:
 
 
 def default_is_speech(cfg: VadConfig, sample_rate: int) -> IsSpeech:
-    """webrtcvad, and (unless ``noise_margin_db`` is null) a level above the tracked noise floor."""
+    """webrtcvad, and (unless null) a level ``noise_margin_db`` above the tracked noise floor and
+    within ``release_db`` of the loudest frame of the last two seconds."""
     vad = webrtc_is_speech(cfg.aggressiveness, sample_rate)
-    if cfg.noise_margin_db is None:
+    if cfg.noise_margin_db is None and cfg.release_db is None:
         return vad
-    floor = NoiseFloor(frame_ms=cfg.frame_ms, window_s=cfg.noise_window_s, margin_db=cfg.noise_margin_db)
+    floor = (
+        NoiseFloor(frame_ms=cfg.frame_ms, window_s=cfg.noise_window_s, margin_db=cfg.noise_margin_db)
+        if cfg.noise_margin_db is not None
+        else None
+    )
+    peak = PeakHold(frame_ms=cfg.frame_ms, window_s=2.0, drop_db=cfg.release_db) if cfg.release_db is not None else None
 
     def is_speech(frame: bytes) -> bool:
-        loud = floor.update(frame_dbfs(np.frombuffer(frame, dtype=np.int16)))  # always track the floor
-        return loud and vad(frame)
+        level = frame_dbfs(np.frombuffer(frame, dtype=np.int16))
+        loud = floor.update(level) if floor is not None else True  # always track both levels
+        near = peak.update(level) if peak is not None else True
+        return loud and near and vad(frame)
 
     return is_speech
 

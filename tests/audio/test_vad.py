@@ -315,3 +315,39 @@ def test_noise_floor_tracks_the_quietest_recent_frame() -> None:
     assert f.floor_dbfs == -30.0 and not f.update(-28.0)
     f.update(-70.0)  # and a quieter frame lowers it at once
     assert f.floor_dbfs == -70.0 and f.update(-60.0)
+
+
+def test_peak_hold_follows_the_loudest_recent_frame() -> None:
+    from ambient.audio.noisefloor import PeakHold
+
+    p = PeakHold(frame_ms=100, window_s=4.0, drop_db=30.0)  # sub-blocks of 5 frames, 40 frames back
+    assert p.update(-20.0) and p.peak_dbfs == -20.0
+    assert p.update(-45.0) and not p.update(-55.0)  # 25 dB below the peak, then 35
+    for _ in range(60):  # after the window the loud frame is forgotten
+        p.update(-60.0)
+    assert p.peak_dbfs == -60.0 and p.update(-85.0) and not p.update(-95.0)
+
+
+def test_the_decay_of_the_last_word_does_not_hold_the_gate(synth: Callable[..., Path]) -> None:
+    """A word followed by an exponentially decaying tail (a reverberant room): with release_db the
+    utterance ends on the speech's own scale, without it webrtcvad keeps calling the tail voiced."""
+    from ambient.audio.io import read_audio
+    from ambient.audio.resample import to_int16
+
+    voice = read_audio(synth("open the garage door"))
+    voice = voice / np.sqrt(np.mean(voice**2)) * 10 ** (-20 / 20)
+    rng = np.random.default_rng(1)
+    t = np.arange(16000) / 16000
+    tail = rng.standard_normal(len(t)) * np.exp(-t / 0.12) * 0.05 * np.sin(2 * np.pi * 220 * t)  # -26 dBFS, fading
+    audio = to_int16(np.concatenate([np.zeros(16000), voice, tail, np.zeros(32000)]))
+    ends: dict[float | None, int] = {}
+    for release in (None, 35.0):
+        g = VoiceGate(VadConfig(frame_ms=30, release_db=release, noise_margin_db=None))
+        n = g.frame_samples
+        found = [e for k in range(0, len(audio) - n + 1, n) for e in g.process(audio[k : k + n])]
+        stops = [e for e in found if isinstance(e, SpeechEnded)]
+        assert len(stops) == 1
+        ends[release] = stops[0].speech_end_sample
+    voice_end = 16000 + len(voice)
+    assert ends[35.0] <= voice_end + 0.1 * 16000
+    assert ends[35.0] < ends[None]
