@@ -30,7 +30,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data_cmd",
     "train_cmd",
     "eval_cmd",
-    "bench_cmd",
 )
 
 
@@ -40,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ambient {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"ambient.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"ambient.cli.{name}":
-                continue  # subcommand not present in this build
-            raise
-        module.register(sub)
+        importlib.import_module(f"ambient.cli.{name}").register(sub)
     return parser
 
 
