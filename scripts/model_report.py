@@ -5,7 +5,7 @@ Usage:
         --manifest dev=data/dev.jsonl --manifest unseen-slt=data/unseen_slt.jsonl \\
         [--chunks 160,320,640,1280] [--int8] [--limit N] [--json OUT]
 
-Prints a markdown table (WER with substitutions/deletions/insertions, per-source WER, RTF) for the
+Prints a markdown table (WER with substitutions/deletions/insertions, CER, per-source WER, RTF) for the
 model card and writes the figures as JSON. Decoding is exactly ``ambient eval``'s.
 """
 
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import jiwer
 import torch
 
 from ambient.model.checkpoint import load_model
@@ -71,6 +72,12 @@ def main() -> int:
                     "words": o.ref_words,
                     "minutes": report.audio_seconds / 60,
                     "wer": o.wer,
+                    "cer": float(
+                        jiwer.cer(
+                            [u.reference for u in report.results if u.reference],
+                            [u.hypothesis for u in report.results if u.reference],
+                        )
+                    ),
                     "sub": o.substitutions,
                     "del": o.deletions,
                     "ins": o.insertions,
@@ -85,13 +92,14 @@ def main() -> int:
                 flush=True,
             )
 
-    print("| data | precision | chunk ms | utterances | words | WER % | sub / del / ins | WER % per source | RTF |")
-    print("|---|---|---:|---:|---:|---:|---:|---|---:|")
+    cols = ["data", "precision", "chunk ms", "utterances", "words", "WER %", "sub / del / ins", "CER %"]
+    print("| " + " | ".join([*cols, "WER % per source", "RTF"]) + " |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         per = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(r["by_source"].items()))
         print(
             f"| {r['manifest']} | {r['precision']} | {r['chunk_ms']} | {r['utterances']} | {r['words']} | "
-            f"{_pct(r['wer'])} | {r['sub']} / {r['del']} / {r['ins']} | {per} | {r['rtf']:.3f} |"
+            f"{_pct(r['wer'])} | {r['sub']} / {r['del']} / {r['ins']} | {_pct(r['cer'])} | {per} | {r['rtf']:.3f} |"
         )
     if args.json:
         doc = {
