@@ -1,0 +1,75 @@
+"""The model ambient ships: intact, within its budget, and recognizing speech out of the box.
+
+These run the real ``models/ambient-base`` weights through the commands a user types, with no
+``--model``: the default configuration must find them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from ambient.config import load_config
+from ambient.model.checkpoint import load_model
+from ambient.model.info import stored_params, virtual_params
+from ambient.text.normalize import normalize_text
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "models" / "ambient-base"
+
+#: In-distribution sentences (espeak-ng's en-us voice is among the training voices).
+SENTENCES = (
+    "turn on the kitchen light",
+    "what is the weather like tomorrow",
+    "set a timer for ten minutes",
+    "play some music in the living room",
+)
+#: Character error rate the shipped model must stay under on them. A model that recognizes nothing
+#: scores about 1.0; the shipped checkpoint's measured figure is in its model card.
+MAX_CER = 0.45
+
+
+def _ambient(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ambient", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_the_default_config_points_at_the_shipped_model() -> None:
+    assert load_config(None).model.path.resolve() == (SHIPPED / "model.pt").resolve()
+
+
+def test_shipped_files_verify_and_fit_the_budget() -> None:
+    sums = (SHIPPED / "SHA256SUMS").read_text().split()
+    assert sums[1::2] == ["model.pt", "model-int8.pt"]
+    fp32 = load_model(SHIPPED / "model.pt")  # verifies the SHA-256
+    int8 = load_model(SHIPPED / "model-int8.pt")
+    assert int8.meta["int8"] and not fp32.meta["int8"]
+    assert stored_params(fp32) <= 5_000_000 < 2 * virtual_params(fp32)
+    assert fp32.dims.n_layers >= 6 and fp32.dims.sharing.scheme == "residual"
+    assert (SHIPPED / "model.pt").stat().st_size < 25 * 1024 * 1024
+    assert "Measured" in (SHIPPED / "README.md").read_text()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_transcribe_recognizes_synthesized_speech_with_the_default_model(
+    synth: Callable[..., Path], precision: str
+) -> None:
+    files = [synth(s) for s in SENTENCES]
+    args = ["transcribe", "--json", *map(str, files)]
+    if precision == "int8":
+        args = ["transcribe", "--json", "--model", str(SHIPPED / "model-int8.pt"), *map(str, files)]
+    proc = _ambient(*args)
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["file"] for r in results] == [str(f) for f in files]
+    for r in results:
+        assert r["words"], r
+        for w in r["words"]:
+            assert 0 <= w["start"] < w["end"] <= r["duration"] + 0.05 and 0 <= w["confidence"] <= 1
+    cer = jiwer.cer([normalize_text(s) for s in SENTENCES], [normalize_text(r["text"]) for r in results])
+    assert cer < MAX_CER, [r["text"] for r in results]
