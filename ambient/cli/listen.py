@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -132,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
     from ambient.publish.client import follow
     from ambient.publish.protocol import Final, Partial, Status
 
+    # Ctrl-C must stop the client even when it was started with SIGINT ignored or blocked (a parent
+    # shell's `trap '' INT`, a supervisor, a test runner): children inherit both, and Python installs
+    # its KeyboardInterrupt handler only where SIGINT was not ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     path = socket_path(args)
     tty = sys.stdout.isatty()
     text = _TextOutput(sys.stdout, tty=tty)
