@@ -14,6 +14,10 @@ fills. The recognition worker calls :meth:`Capture.read` in a loop; it returns o
 
 All source operations (open, close, reopen, reconfigure) happen on the thread that calls
 ``read``; other threads only call :meth:`Capture.reconfigure`, which is applied at the next read.
+
+While :attr:`Capture.lazy` is set (the worker sets it when no utterance is open), the microphone
+callback does not wake the reader for each block; ``read`` collects what arrived every
+``audio.idle_poll_ms`` instead. Nothing is lost or reordered, only the wake-ups are batched.
 """
 
 from __future__ import annotations
@@ -146,6 +150,15 @@ class Capture:
         )
 
     @property
+    def lazy(self) -> bool:
+        """True while blocks are collected every ``audio.idle_poll_ms`` rather than as they come."""
+        return self._queue.lazy
+
+    @lazy.setter
+    def lazy(self, on: bool) -> None:
+        self._queue.lazy = on and self._cfg.idle_poll_ms > 0
+
+    @property
     def ended(self) -> bool:
         """True once the source reached its end."""
         return self._ended
@@ -192,6 +205,8 @@ class Capture:
             stall_at = self._stall_deadline()
             if stall_at is not None:
                 wait = min(wait, stall_at - now)
+            if self._queue.lazy:
+                wait = min(wait, self._cfg.idle_poll_ms / 1000)
             item = self._queue.get(timeout=max(0.0, wait))
             if item is not None:
                 self._handle(item)
@@ -347,6 +362,7 @@ class Capture:
         if cfg is None:
             return
         old, self._cfg = self._cfg, cfg
+        self._queue.lazy = self._queue.lazy and cfg.idle_poll_ms > 0
         if self._ended or all(getattr(old, k) == getattr(cfg, k) for k in _REOPEN_KEYS):
             return
         self._log.info("audio settings changed; reopening the input")
@@ -355,7 +371,9 @@ class Capture:
         self._close_source()
         if cfg.queue_blocks != old.queue_blocks:
             self._dropped_before += self._queue.dropped
+            lazy = self._queue.lazy
             self._queue = BlockQueue(capacity=cfg.queue_blocks)
+            self._queue.lazy = lazy
         self._backoff = cfg.reopen_initial_s
         self._retry_at = None
         try:

@@ -105,15 +105,19 @@ def to_int16(x: np.ndarray) -> np.ndarray:
 class BlockConverter:
     """Any rate, channel count and sample format -> 16 kHz mono int16, block by block.
 
-    Mono int16 at 16 kHz passes through untouched (no copy, no float round trip).
+    Mono int16 at 16 kHz passes through untouched (no copy, no float round trip). ``bytes`` are
+    interleaved int16 frames of ``channels`` channels (what a raw PortAudio stream delivers).
     """
 
-    def __init__(self, *, rate: int, out_rate: int = TARGET_RATE) -> None:
+    def __init__(self, *, rate: int, out_rate: int = TARGET_RATE, channels: int = 1) -> None:
         self.rate = rate
+        self.channels = channels
         self._resampler = StreamResampler(orig_rate=rate, new_rate=out_rate)
 
-    def convert(self, block: np.ndarray) -> np.ndarray:
-        """``(n,)`` or ``(n, c)`` samples at ``rate`` -> ``(m,)`` int16 at 16 kHz."""
+    def convert(self, block: np.ndarray | bytes) -> np.ndarray:
+        """``(n,)`` or ``(n, c)`` samples at ``rate``, or raw int16 bytes -> ``(m,)`` int16 at 16 kHz."""
+        if isinstance(block, bytes):
+            block = np.frombuffer(block, dtype=np.int16).reshape(-1, self.channels)
         a = np.asarray(block)
         if self._resampler.identity:
             if a.dtype == np.int16 and (a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1)):

@@ -80,11 +80,11 @@ class Source:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RawBlock:
-    """Samples ``data (n,)`` or ``(n, c)`` as ``source`` produced them; ``time`` is the wall-clock
-    time of the first sample."""
+    """Samples ``data (n,)`` or ``(n, c)`` as ``source`` produced them (raw interleaved int16
+    ``bytes`` from the microphone); ``time`` is the wall-clock time of the first sample."""
 
     source: Source
-    data: np.ndarray
+    data: np.ndarray | bytes
     time: float
 
 
@@ -138,10 +138,11 @@ class MicSource(Source):
         if channels is None:
             raise AudioError(f"input device {dev.name!r} supports neither mono nor stereo int16 at {rate} Hz")
         self.device, self.rate, self.channels = dev, rate, channels
-        self.converter = BlockConverter(rate=rate)
+        self.converter = BlockConverter(rate=rate, channels=channels)
         self.description = f"{dev.name!r} (device {dev.index}, {rate} Hz, {channels} ch)"
         try:
-            stream = sd.InputStream(
+            # A raw stream: the callback gets a buffer, not a numpy array it would have to build.
+            stream = sd.RawInputStream(
                 device=dev.index,
                 samplerate=rate,
                 channels=channels,
@@ -155,16 +156,18 @@ class MicSource(Source):
             raise AudioError(f"cannot open input device {dev.name!r}: {e}") from None
         self._stream = stream
 
-    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         # Runs on PortAudio's thread: copy, stamp, append. No logging, no waiting.
         if status.input_overflow:
             self.xruns += 1
-        self.queue.offer(RawBlock(source=self, data=indata.copy(), time=time.time() - frames / self.rate))
+        self.queue.offer(RawBlock(source=self, data=bytes(indata), time=time.time() - frames / self.rate))
 
     def _finished(self) -> None:
         # PortAudio calls this when the stream stops for any reason, our own close() included.
         if not self.closed:
-            self.queue.offer(SourceFailed(source=self, reason="the audio stream stopped (device or sound server gone)"))
+            self.queue.offer(
+                SourceFailed(source=self, reason="the audio stream stopped (device or sound server gone)"), wake=True
+            )
 
     def close(self) -> None:
         super().close()

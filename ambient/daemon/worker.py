@@ -188,6 +188,8 @@ class RecognitionWorker:
                 self._report_overflow()
                 if item is not None and not self._handle(item):
                     return
+                # No utterance open: batch the microphone's wake-ups (audio.idle_poll_ms).
+                self._capture.lazy = self._gate.idle
             self._shutdown()
         except Exception as e:
             self.error = f"recognition worker failed: {e!r}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -49,3 +50,36 @@ def test_get_wakes_up_for_an_item_offered_from_another_thread() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         BlockQueue(capacity=0)
+
+
+def test_a_lazy_offer_does_not_wake_the_consumer_but_loses_nothing() -> None:
+    q: BlockQueue[int] = BlockQueue(capacity=10)
+    q.lazy = True
+    got: list[tuple[int | None, float]] = []
+
+    def consumer() -> None:
+        t0 = time.monotonic()
+        got.append((q.get(timeout=0.5), time.monotonic() - t0))
+
+    t = threading.Thread(target=consumer)
+    t.start()
+    time.sleep(0.05)  # the consumer is waiting
+    q.offer(1)
+    t.join(5)
+    item, waited = got[0]
+    assert item == 1 and waited >= 0.45  # collected at the consumer's timeout, not woken at once
+    got.clear()
+    t = threading.Thread(target=consumer)
+    t.start()
+    time.sleep(0.05)
+    q.offer(2, wake=True)  # an urgent item (a failed stream) wakes it even when lazy
+    t.join(5)
+    assert got[0][0] == 2 and got[0][1] < 0.4
+    q.lazy = False
+    got.clear()
+    t = threading.Thread(target=consumer)
+    t.start()
+    time.sleep(0.05)
+    q.offer(3)
+    t.join(5)
+    assert got[0][0] == 3 and got[0][1] < 0.4

@@ -211,3 +211,41 @@ def test_mic_stall_is_detected_and_recovers_when_the_server_resumes(
     assert isinstance(read_all(cap, until=AudioBlock)[-1], AudioBlock)
     assert cap.stats.losses == losses + 1
     cap.close()
+
+
+@pytest.mark.slow
+def test_lazy_mic_capture_batches_blocks_and_keeps_every_sample(
+    pulse: Any, use_pulse: Callable[[Any], None], tmp_path: Path
+) -> None:
+    """With ``lazy`` set (no utterance open) blocks arrive in bursts every ``idle_poll_ms``, the
+    stream stays gapless; clearing it returns to one wake-up per block."""
+    use_pulse(pulse)
+    cap = Capture(AudioConfig(source="mic", block_ms=30, idle_poll_ms=300))
+    cap.open()
+    read_all(cap, until=AudioBlock)
+    cap.lazy = True
+    assert cap.lazy
+    blocks: list[tuple[float, AudioBlock]] = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        item = cap.read(timeout=1.0)
+        if isinstance(item, AudioBlock):
+            blocks.append((time.monotonic(), item))
+    cap.lazy = False
+    eager: list[float] = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        if isinstance(cap.read(timeout=1.0), AudioBlock):
+            eager.append(time.monotonic())
+    cap.close()
+    arrivals = np.array([t for t, _ in blocks])
+    bursts = np.split(arrivals, np.nonzero(np.diff(arrivals) > 0.01)[0] + 1)  # read back to back
+    assert len(blocks) >= 60  # ~100 blocks of 30 ms in 3 s
+    assert len(bursts) <= 14  # ~10 bursts of ~10 blocks, not ~100 single wake-ups
+    assert np.median([len(b) for b in bursts]) >= 5
+    times = np.array([b.time for _, b in blocks])
+    lengths = np.array([len(b.samples) for _, b in blocks])
+    gaps = np.diff(times) - lengths[:-1] / 16000
+    assert np.abs(gaps).max() < 0.05  # consecutive: nothing dropped while the reader slept
+    assert cap.stats.dropped_blocks == 0
+    assert len(eager) >= 20 and np.median(np.diff(eager)) < 0.1  # eager again: block by block
