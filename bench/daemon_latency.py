@@ -62,10 +62,11 @@ from _common import (
     write_results,
     write_wav,
 )
-from _daemon import DaemonProcess, EventRecorder, Received, daemon_config
-from _pulse import VirtualMic, pulse_missing
 
 from ambient.audio.io import read_audio
+from ambient.devtools.client import EventRecorder, Received
+from ambient.devtools.daemon import DaemonProcess, daemon_config
+from ambient.devtools.pulse import VirtualMic, pulse_missing
 
 #: A final this long after the hangover still meets the target.
 TARGET_MARGIN_MS = 150.0

@@ -52,10 +52,11 @@ from _common import (
     write_results,
     write_wav,
 )
-from _daemon import DaemonProcess, EventRecorder, Received, daemon_config
-from _pulse import VirtualMic, pulse_missing
 
 from ambient.config import VadConfig
+from ambient.devtools.client import EventRecorder, Received
+from ambient.devtools.daemon import DaemonProcess, daemon_config
+from ambient.devtools.pulse import VirtualMic, pulse_missing
 
 DEFAULT_NOISE_MANIFEST = REPO.parent / "shared" / "data" / "noise" / "manifest.tsv"
 CONDITIONS: tuple[str, ...] = ("silence", *NOISE_KINDS, "recorded")

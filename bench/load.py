@@ -44,8 +44,8 @@ from _common import (
     write_results,
     write_wav,
 )
-from _daemon import DaemonProcess, daemon_config
 
+from ambient.devtools.daemon import DaemonProcess, daemon_config
 from ambient.publish.eventlog import read_events
 
 #: Silence before the first utterance: the clients connect meanwhile.

@@ -47,7 +47,9 @@ from _common import (
     wait_until,
     write_results,
 )
-from _daemon import DaemonProcess, EventRecorder, daemon_config
+
+from ambient.devtools.client import EventRecorder
+from ambient.devtools.daemon import DaemonProcess, daemon_config
 
 VARIANTS: tuple[str, ...] = ("fp32", "int8", "int8-at-load")
 MB = 1024 * 1024

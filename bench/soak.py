@@ -44,9 +44,10 @@ from _common import (
     write_results,
     write_wav,
 )
-from _daemon import DaemonProcess, EventRecorder, daemon_config
-from _pulse import VirtualMic, pulse_missing
 
+from ambient.devtools.client import EventRecorder
+from ambient.devtools.daemon import DaemonProcess, daemon_config
+from ambient.devtools.pulse import VirtualMic, pulse_missing
 from ambient.publish.eventlog import log_files
 
 MiB = 2**20

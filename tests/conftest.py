@@ -1,22 +1,14 @@
 """Fixtures shared by the whole suite: a tiny random checkpoint, speech synthesized at test time,
-and a real PulseAudio server with a virtual microphone.
-
-The virtual microphone: a null sink ``vsink`` whose monitor is remapped as the default source
-``vmic``. Whatever ``paplay --device=vsink`` plays (in real time) is what a program recording from
-the ALSA ``default``/``pulse`` device hears, PortAudio included. A ``parec`` reader keeps the sink
-in low-latency mode (without it the null sink delivers 2 s blocks). Servers are started in their
-own runtime directory and killed by PID.
+and a real PulseAudio server with a virtual microphone (:class:`ambient.devtools.pulse.VirtualMic`:
+whatever it plays, in real time, is what a program recording from the ALSA ``default``/``pulse``
+device hears, PortAudio included). Servers run in their own runtime directory and are killed by PID.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -24,19 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ambient.devtools.pulse import VirtualMic, pulse_missing
+
 __all__: list[str] = []
-
-#: Guard against hangs only; nothing asserts on durations.
-_PULSE_START_TIMEOUT_S = 20.0
-
-_VMIC_SCRIPT = """\
-load-module module-native-protocol-unix auth-anonymous=1
-load-module module-null-sink sink_name=vsink rate=16000 channels=1
-load-module module-remap-source source_name=vmic master=vsink.monitor
-set-default-sink vsink
-set-default-source vmic
-"""
-
 
 # --------------------------------------------------------------------------- model
 
@@ -110,136 +92,32 @@ def compose() -> Callable[..., Path]:
 # --------------------------------------------------------------------------- PulseAudio
 
 
-class PulseServer:
-    """A PulseAudio server with a virtual microphone in its own runtime directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {
-            "XDG_RUNTIME_DIR": str(root),
-            "PULSE_RUNTIME_PATH": str(root / "pulse"),
-            "PULSE_COOKIE": str(root / "cookie"),
-            "PULSE_SERVER": f"unix:{root}/pulse/native",
-        }
-        self._server: subprocess.Popen[bytes] | None = None
-        self._keeper: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def client_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        """An environment in which PortAudio, paplay and pactl use this server."""
-        return {**(dict(os.environ) if base is None else base), **self.env}
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None and self._server.poll() is None
-
-    def start(self) -> None:
-        """Start the server (again, at the same path after :meth:`stop`) and wait until it answers."""
-        script = self.root / "vmic.pa"
-        script.write_text(_VMIC_SCRIPT)
-        # A SIGKILLed server leaves its pid file; a recycled PID would make the new one refuse to start.
-        (self.root / "pulse" / "pid").unlink(missing_ok=True)
-        self.starts += 1
-        log = self.root / f"pulse-{self.starts}.log"
-        self._server = subprocess.Popen(
-            [
-                "pulseaudio",
-                "--daemonize=no",
-                "--exit-idle-time=-1",
-                "-n",
-                "-F",
-                str(script),
-                f"--log-target=file:{log}",
-            ],
-            env={**self.client_env(), "HOME": str(self.root)},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + _PULSE_START_TIMEOUT_S
-        while True:
-            if self._server.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with {self._server.returncode}: {log.read_text()[-2000:]}")
-            ok = subprocess.run(["pactl", "info"], env=self.client_env(), capture_output=True, timeout=10)
-            if ok.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("pulseaudio did not answer")
-            time.sleep(0.05)
-        self._keeper = subprocess.Popen(
-            ["parec", "-d", "vsink.monitor", "--latency-msec=20", "--raw"],
-            env=self.client_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        """Kill the server (SIGKILL: the microphone vanishes as abruptly as an unplugged one)."""
-        for proc in (self._keeper, self._server):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
-        self._keeper = self._server = None
-
-    def play(self, wav: Path) -> subprocess.Popen[bytes]:
-        """Start playing ``wav`` into the virtual microphone (real time); returns the paplay process."""
-        return subprocess.Popen(
-            ["paplay", "--device=vsink", str(wav)],
-            env=self.client_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-
-def _pulse_available() -> str | None:
-    missing = [b for b in ("pulseaudio", "pactl", "paplay", "parec") if shutil.which(b) is None]
-    if missing:
-        return f"PulseAudio tools missing: {', '.join(missing)} (scripts/setup.sh --dev)"
-    return None
-
-
 @pytest.fixture
-def pulse_factory() -> Iterator[Callable[[], PulseServer]]:
-    """``make() -> PulseServer``: fresh, started servers owned by one test (killed afterwards)."""
-    why = _pulse_available()
-    if why:
+def pulse_factory() -> Iterator[Callable[[], VirtualMic]]:
+    """``make() -> VirtualMic``: fresh, started servers owned by one test (killed afterwards)."""
+    if why := pulse_missing():
         pytest.skip(why)
-    servers: list[PulseServer] = []
-    dirs: list[Path] = []
+    servers: list[VirtualMic] = []
 
-    def make() -> PulseServer:
-        root = Path(tempfile.mkdtemp(prefix="amb-pa-", dir="/tmp"))  # socket paths must stay short
-        dirs.append(root)
-        server = PulseServer(root)
+    def make() -> VirtualMic:
+        server = VirtualMic(record=False)
         servers.append(server)
-        server.start()
-        return server
+        return server.start()
 
     try:
         yield make
     finally:
         for s in servers:
-            s.stop()
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+            s.close()
 
 
 @pytest.fixture(scope="session")
-def pulse() -> Iterator[PulseServer]:
+def pulse() -> Iterator[VirtualMic]:
     """One PulseAudio virtual-microphone server shared by the session (tests must not stop it)."""
-    why = _pulse_available()
-    if why:
+    if why := pulse_missing():
         pytest.skip(why)
-    root = Path(tempfile.mkdtemp(prefix="amb-pa-", dir="/tmp"))
-    server = PulseServer(root)
-    server.start()
-    try:
+    with VirtualMic(record=False) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_helpers import DaemonProcess, Listener, base_config, pcm16, utterances, wait_until, write_config
+from daemon_helpers import base_config, pcm16, utterances
 from scipy.signal import resample_poly
 
 from ambient.audio.io import read_audio
+from ambient.devtools.client import Listener
+from ambient.devtools.daemon import DaemonProcess, write_config
+from ambient.devtools.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

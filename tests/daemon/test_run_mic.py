@@ -13,16 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import (
-    DaemonProcess,
-    Listener,
-    base_config,
-    check_final,
-    finals_of,
-    read_log,
-    utterances,
-    write_config,
-)
+from daemon_helpers import base_config, check_final, finals_of, utterances
+
+from ambient.devtools.client import Listener
+from ambient.devtools.daemon import DaemonProcess, read_log, write_config
 
 pytestmark = pytest.mark.slow
 

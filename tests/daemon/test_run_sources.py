@@ -12,20 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from daemon_helpers import (
-    DaemonProcess,
-    Listener,
-    base_config,
-    check_final,
-    finals_of,
-    pcm16,
-    read_log,
-    utterances,
-    wait_until,
-    write_config,
-)
+from daemon_helpers import base_config, check_final, finals_of, pcm16, utterances
 
 from ambient.audio.io import read_audio
+from ambient.devtools.client import Listener
+from ambient.devtools.daemon import DaemonProcess, read_log, write_config
+from ambient.devtools.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import Client, Daemon, daemon_config, socket_tables, wait_until, write_config
+from reliability_helpers import daemon_config, socket_tables
+
+from ambient.devtools.client import Client
+from ambient.devtools.daemon import DaemonProcess, write_config
+from ambient.devtools.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +93,7 @@ def test_group_socket_in_a_private_directory_and_peer_allow_lists(tiny_checkpoin
         socket={"path": str(sock_path), "group": group, "allow_uids": [NOBODY], "allow_root": False},
     )
     cfg = write_config(workdir / "config.yaml", data)
-    daemon = Daemon(config=cfg, workdir=workdir, stdin_pipe=True, args=())
+    daemon = DaemonProcess(config=cfg, workdir=workdir, stdin_pipe=True, args=(), stderr="pipe")
     try:
         daemon.wait_ready()
         run_dir = sock_path.parent
@@ -131,7 +135,7 @@ def test_the_daemon_opens_no_network_socket(
 ) -> None:
     data = daemon_config(workdir, tiny_checkpoint, audio={"source": "mic"})
     cfg = write_config(workdir / "config.yaml", data)
-    daemon = Daemon(config=cfg, workdir=workdir, env=pulse.client_env(), watchdog_usec=3_000_000)
+    daemon = DaemonProcess(config=cfg, workdir=workdir, env=pulse.client_env(), watchdog_usec=3_000_000, stderr="pipe")
     clients: list[Client] = []
     try:
         daemon.wait_ready()

@@ -20,7 +20,11 @@ from typing import Any
 
 import pytest
 from daemon_helpers import utterances
-from reliability_helpers import Client, Daemon, daemon_config, wait_until, write_config
+from reliability_helpers import daemon_config
+
+from ambient.devtools.client import Client
+from ambient.devtools.daemon import DaemonProcess, write_config
+from ambient.devtools.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -62,11 +66,12 @@ def test_lost_frozen_and_killed_audio_is_survived(
         tiny_checkpoint,
         audio={"source": "mic", "reopen_initial_s": 0.2, "reopen_max_s": 1.0, "stall_timeout_s": STALL_S},
     )
-    daemon = Daemon(
+    daemon = DaemonProcess(
         config=write_config(workdir / "config.yaml", data),
         workdir=workdir,
         env=server.client_env(),
         watchdog_usec=WATCHDOG_USEC,
+        stderr="pipe",
     )
     client: Client | None = None
     keeper: subprocess.Popen[bytes] | None = None

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from daemon_helpers import pcm16
-from reliability_helpers import Client, Daemon, daemon_config, log_records, write_config
+from reliability_helpers import daemon_config, log_records
 
 from ambient.audio.io import read_audio
+from ambient.devtools.client import Client
+from ambient.devtools.daemon import DaemonProcess, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,9 @@ def test_the_log_fails_and_recovers_while_clients_keep_every_final(
     log_dir = workdir / "state"
     log = log_dir / "events.jsonl"
     data = daemon_config(workdir, tiny_checkpoint, audio={"source": "stdin"}, event_log={"path": str(log)})
-    daemon = Daemon(config=write_config(workdir / "config.yaml", data), workdir=workdir, stdin_pipe=True)
+    daemon = DaemonProcess(
+        config=write_config(workdir / "config.yaml", data), workdir=workdir, stdin_pipe=True, stderr="pipe"
+    )
     client: Client | None = None
 
     def say(n: int) -> str:
@@ -102,7 +106,7 @@ def test_the_log_fails_and_recovers_while_clients_keep_every_final(
     assert len(daemon.events_logged("event log writable again")) == 2
 
 
-def _say_and_stop(daemon: Daemon, client: Client, utterance: bytes, count: int) -> list[str]:
+def _say_and_stop(daemon: DaemonProcess, client: Client, utterance: bytes, count: int) -> list[str]:
     for n in range(1, count + 1):
         daemon.write(utterance)
         client.wait_type("final", count=n)
@@ -119,7 +123,9 @@ def test_a_broken_diagnostic_log_never_stops_transcription(
     speech = read_audio(synth("turn off the radio"))
     utterance = pcm16(np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(16000, np.float32)]))
     data = daemon_config(workdir, tiny_checkpoint, audio={"source": "stdin"}, logging={"level": "debug"})
-    daemon = Daemon(config=write_config(workdir / "config.yaml", data), workdir=workdir, stdin_pipe=True)
+    daemon = DaemonProcess(
+        config=write_config(workdir / "config.yaml", data), workdir=workdir, stdin_pipe=True, stderr="pipe"
+    )
     client: Client | None = None
     try:
         daemon.wait_ready()
@@ -148,12 +154,12 @@ def test_a_full_disk_from_the_start_still_serves_clients(
     def full_disk() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
 
-    daemon = Daemon(
+    daemon = DaemonProcess(
         config=write_config(workdir / "config.yaml", data),
         workdir=workdir,
         stdin_pipe=True,
         preexec_fn=full_disk,
-        stderr_path=stderr_file,
+        stderr=stderr_file,
     )
     client: Client | None = None
     try:

@@ -17,7 +17,11 @@ from typing import Any
 
 import psutil
 import pytest
-from reliability_helpers import Client, Daemon, connect, daemon_config, log_records, wait_until, write_config
+from reliability_helpers import daemon_config, log_records
+
+from ambient.devtools.client import Client, connect
+from ambient.devtools.daemon import DaemonProcess, write_config
+from ambient.devtools.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +72,7 @@ def test_hostile_clients_are_contained(tiny_checkpoint: Path, speech_file: Path,
     )
     cfg = write_config(workdir / "config.yaml", data)
     sock_path = workdir / "ambient.sock"
-    daemon = Daemon(config=cfg, workdir=workdir)
+    daemon = DaemonProcess(config=cfg, workdir=workdir, stderr="pipe")
     stop = threading.Event()
     hostile: list[_Hostile] = []
     good: Client | None = None

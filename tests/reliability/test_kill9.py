@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import Client, Daemon, daemon_config, log_records, write_config
+from reliability_helpers import daemon_config, log_records
+
+from ambient.devtools.client import Client
+from ambient.devtools.daemon import DaemonProcess, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +40,7 @@ def test_kill_9_at_random_moments_loses_no_final_a_client_saw(
     received: dict[str, dict[str, Any]] = {}
     kill_after: list[float] = []
     for _ in range(ROUNDS):
-        daemon = Daemon(config=cfg, workdir=workdir)
+        daemon = DaemonProcess(config=cfg, workdir=workdir, stderr="pipe")
         clients: list[Client] = []
         try:
             daemon.wait_ready()
@@ -59,7 +62,7 @@ def test_kill_9_at_random_moments_loses_no_final_a_client_saw(
         assert sock.exists()  # left behind by the crash; the next start must cope with it
 
     # One more start repairs a torn tail (if any) and runs cleanly; then everything must parse.
-    daemon = Daemon(config=cfg, workdir=workdir)
+    daemon = DaemonProcess(config=cfg, workdir=workdir, stderr="pipe")
     try:
         daemon.wait_ready()
         daemon.signal(signal.SIGTERM)

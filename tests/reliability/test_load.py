@@ -12,7 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from reliability_helpers import ClientPool, Daemon, daemon_config, log_records, write_config
+from reliability_helpers import ClientPool, daemon_config, log_records
+
+from ambient.devtools.daemon import DaemonProcess, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +26,7 @@ def test_a_hundred_clients_all_receive_every_final(
 ) -> None:
     audio = compose(workdir / "twice.wav", [speech_file, speech_file])  # 8 utterances, ~23 s
     data = daemon_config(workdir, tiny_checkpoint, audio={"source": "file", "file": str(audio), "realtime": True})
-    daemon = Daemon(config=write_config(workdir / "config.yaml", data), workdir=workdir)
+    daemon = DaemonProcess(config=write_config(workdir / "config.yaml", data), workdir=workdir, stderr="pipe")
     pool: ClientPool | None = None
     try:
         daemon.wait_ready()

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import Daemon, daemon_config, log_records, wait_until, write_config
+from reliability_helpers import daemon_config, log_records
 
+from ambient.devtools.daemon import DaemonProcess, write_config
+from ambient.devtools.waiting import wait_until
 from ambient.publish.eventlog import log_files
 
 pytestmark = pytest.mark.slow
@@ -119,7 +121,9 @@ def test_retention_deletes_expired_transcripts_at_start_and_while_running(tiny_c
         # fsync: interval makes the daemon's log maintenance (retention included) run about once a second
         event_log={"retention_days": 30, "fsync": "interval", "fsync_interval_s": 0.5},
     )
-    daemon = Daemon(config=write_config(workdir / "config.yaml", data), workdir=workdir, stdin_pipe=True)
+    daemon = DaemonProcess(
+        config=write_config(workdir / "config.yaml", data), workdir=workdir, stdin_pipe=True, stderr="pipe"
+    )
     try:
         daemon.wait_ready()
         assert sorted(p.name for p in workdir.glob("events.jsonl*")) == ["events.jsonl", "events.jsonl.1"]

@@ -1,14 +1,14 @@
-"""A private PulseAudio server with a virtual microphone, and a recorder that timestamps what the
-microphone hears (the reference clock of the latency benchmark).
+"""A private PulseAudio server with a virtual microphone, for tests and benchmarks, and a recorder
+that timestamps what the microphone hears (the reference clock of the latency benchmark).
 
-The server (same recipe as ``tests/conftest.py`` and ``docs/deployment.md``): a null sink ``vsink``
-whose monitor is remapped as the default source ``vmic``. ``play(wav)`` plays into the sink in real
-time; a program recording from the ALSA ``default``/``pulse`` device (the daemon's PortAudio input)
-hears it. The recorder is a ``parec`` client of the sink's monitor with 20 ms latency: it keeps the
-sink in low-latency mode (without a reader the null sink delivers 2 s blocks) and stamps each chunk
-with the wall-clock time it arrived, so :meth:`VirtualMic.wall_time` maps a recorded sample to the
-moment it reached clients of the microphone (to within one 20 ms fragment, from below).
-Everything runs in its own runtime directory and is killed by PID.
+The recipe (as in ``docs/deployment.md``): a null sink ``vsink`` whose monitor is remapped as the
+default source ``vmic``. :meth:`VirtualMic.play` plays into the sink in real time; a program recording
+from the ALSA ``default``/``pulse`` device (PortAudio, the daemon's microphone input) hears it. The
+recorder is a ``parec`` client of the sink's monitor with 20 ms latency: it keeps the sink in
+low-latency mode (without a reader the null sink delivers 2 s blocks) and stamps each chunk with the
+wall-clock time it arrived, so :meth:`VirtualMic.wall_time` maps a recorded sample to the moment it
+reached clients of the microphone (to within one 20 ms fragment, from below). Everything runs in its
+own runtime directory and is killed by PID.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -28,6 +29,7 @@ import numpy as np
 
 __all__ = ["VirtualMic", "pulse_missing"]
 
+#: Guards against hangs only.
 _START_TIMEOUT_S = 20.0
 _RATE = 16000
 _SCRIPT = """\
@@ -46,21 +48,29 @@ def pulse_missing() -> str | None:
 
 
 class VirtualMic:
-    """A PulseAudio virtual microphone (see the module docstring). Use as a context manager.
+    """A PulseAudio server with a virtual microphone (see the module docstring).
+
+    :meth:`start` and :meth:`stop` may alternate: a server started again comes back at the same
+    address, like a sound server restarted after a crash. As a context manager it is started on entry
+    and closed on exit.
 
     Args:
-        record: keep the recorded samples (for :meth:`locate`/:meth:`wall_time`); otherwise the
-            recorder only drains the monitor.
+        root: its runtime directory (default: a new one under ``/tmp``, where socket paths stay
+            short, removed by :meth:`close`).
+        record: keep the recorded samples (for :meth:`recording`, :meth:`locate`); otherwise the
+            recorder only drains the monitor and timestamps it.
     """
 
-    def __init__(self, *, record: bool = True) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="amb-bench-pa-", dir="/tmp"))  # socket paths stay short
+    def __init__(self, root: Path | None = None, *, record: bool = True) -> None:
+        self._owns_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="amb-pa-", dir="/tmp")) if root is None else root
         self.env = {
             "XDG_RUNTIME_DIR": str(self.root),
             "PULSE_RUNTIME_PATH": str(self.root / "pulse"),
             "PULSE_COOKIE": str(self.root / "cookie"),
             "PULSE_SERVER": f"unix:{self.root}/pulse/native",
         }
+        self.starts = 0
         self._record = record
         self._server: subprocess.Popen[bytes] | None = None
         self._recorder: subprocess.Popen[bytes] | None = None
@@ -71,9 +81,15 @@ class VirtualMic:
         self._ends: list[int] = []  # sample count after each chunk read
         self._arrivals: list[float] = []  # wall time each chunk arrived
 
-    def client_env(self) -> dict[str, str]:
-        """An environment in which PortAudio, paplay and pactl use this server."""
-        return {**os.environ, **self.env}
+    def client_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """``base`` (default: this process's environment) in which PortAudio, paplay and pactl use
+        this server."""
+        return {**(os.environ if base is None else base), **self.env}
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._server is not None and self._server.poll() is None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -81,6 +97,10 @@ class VirtualMic:
         """Start the server and the recorder; returns once audio flows through the monitor."""
         script = self.root / "vmic.pa"
         script.write_text(_SCRIPT)
+        # A SIGKILLed server leaves its pid file; a recycled PID would make the new one refuse to start.
+        (self.root / "pulse" / "pid").unlink(missing_ok=True)
+        self.starts += 1
+        log = self.root / f"pulse-{self.starts}.log"
         self._server = subprocess.Popen(
             [
                 "pulseaudio",
@@ -89,7 +109,7 @@ class VirtualMic:
                 "-n",
                 "-F",
                 str(script),
-                f"--log-target=file:{self.root / 'pulse.log'}",
+                f"--log-target=file:{log}",
             ],
             env={**self.client_env(), "HOME": str(self.root)},
             stdin=subprocess.DEVNULL,
@@ -99,10 +119,24 @@ class VirtualMic:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while subprocess.run(["pactl", "info"], env=self.client_env(), capture_output=True, timeout=10).returncode:
             if self._server.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with status {self._server.returncode}")
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(f"pulseaudio exited with status {self._server.returncode}: {tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError("pulseaudio did not answer")
             time.sleep(0.05)
+        self._start_recorder()
+        while self.recorded_samples < _RATE // 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no audio from the virtual microphone's monitor")
+            time.sleep(0.05)
+        return self
+
+    def _start_recorder(self) -> None:
+        with self._lock:
+            self._pcm.clear()
+            self._samples = 0
+            self._ends.clear()
+            self._arrivals.clear()
         self._recorder = subprocess.Popen(
             [
                 "parec",
@@ -119,17 +153,12 @@ class VirtualMic:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
-        self._reader = threading.Thread(target=self._read, name="vmic-recorder", daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(self._recorder,), name="vmic-recorder", daemon=True)
         self._reader.start()
-        while self.recorded_samples < _RATE // 2:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no audio from the virtual microphone's monitor")
-            time.sleep(0.05)
-        return self
 
-    def _read(self) -> None:
-        assert self._recorder is not None and self._recorder.stdout is not None
-        fd = self._recorder.stdout.fileno()
+    def _read(self, recorder: subprocess.Popen[bytes]) -> None:
+        assert recorder.stdout is not None
+        fd = recorder.stdout.fileno()
         carry = b""
         while True:
             try:
@@ -150,23 +179,35 @@ class VirtualMic:
                 self._arrivals.append(now)
 
     def stop(self) -> None:
-        """Kill the recorder and the server (by PID) and remove the runtime directory."""
+        """Kill the recorder and the server (SIGKILL, by PID: the microphone vanishes as abruptly as
+        an unplugged one). The runtime directory stays, for :meth:`start`."""
         for proc in (self._recorder, self._server):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
         if self._reader is not None:
             self._reader.join(timeout=5)
-        self._recorder = self._server = None
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self._recorder is not None and self._recorder.stdout is not None:
+            self._recorder.stdout.close()
+        self._recorder = self._server = self._reader = None
+
+    def close(self) -> None:
+        """:meth:`stop`, and remove the runtime directory if this object made it."""
+        self.stop()
+        if self._owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> VirtualMic:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # a server that started but never answered is killed too
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.close()
 
     # ------------------------------------------------------------------ playing and recording
 
@@ -182,12 +223,12 @@ class VirtualMic:
 
     @property
     def recorded_samples(self) -> int:
-        """Samples the recorder received so far."""
+        """Samples the recorder received since the last :meth:`start`."""
         with self._lock:
             return self._samples
 
     def recording(self) -> np.ndarray:
-        """Everything recorded so far as (n,) float32 (requires ``record=True``)."""
+        """Everything recorded since the last :meth:`start` as (n,) float32 (requires ``record=True``)."""
         with self._lock:
             pcm = bytes(self._pcm)
         return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
