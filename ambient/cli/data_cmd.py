@@ -1,10 +1,12 @@
-"""``ambient data prepare|synth``: build training manifests from corpora and synthesize speech.
+"""``ambient data prepare|synth|lm``: build training manifests, synthesize speech, build a language model.
 
 - ``ambient data prepare shared DIR --out M [--dev-out D]``: the shared data folder's corpora, with a
   development split (held-out speakers and a text-disjoint slice of chosen corpora).
 - ``ambient data prepare librispeech DIR --out M``: a LibriSpeech-layout tree.
 - ``ambient data prepare tsv FILE --out M --speaker S``: a generic ``path<TAB>text`` file.
 - ``ambient data synth --hours H --out DIR``: a synthetic corpus (resumable; see ``ambient.train.synth``).
+- ``ambient data lm --exclude data/dev.jsonl --out DIR``: a word n-gram language model and lexicon for
+  lexicon decoding, with held-out transcripts kept out of it (see ``ambient.train.ngram``).
 
 Entries that cannot be used (missing, unreadable or empty audio, no transcript) are counted and the
 first few named on stderr; they never stop a run.
@@ -28,8 +30,8 @@ _SHOW_SKIPPED = 5
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``data`` subcommand with ``prepare`` and ``synth``."""
-    data = sub.add_parser("data", help="prepare training manifests and synthesize speech")
+    """Add the ``data`` subcommand with ``prepare``, ``synth`` and ``lm``."""
+    data = sub.add_parser("data", help="prepare training manifests, synthesize speech, build a word language model")
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     prep = dsub.add_parser("prepare", help="write a JSON-lines manifest for a corpus")
@@ -90,6 +92,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     syn.add_argument("--list-voices", action="store_true", help="list installed voices and their weights, then exit")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.set_defaults(func=_synth)
+
+    lm = dsub.add_parser(
+        "lm",
+        help="build a word n-gram language model (ARPA) and a lexicon from the shared sentences",
+        description="Normalize the sentences of --text/*.txt, drop every sentence equal to or sharing a word "
+        "6-gram with a transcript of an --exclude manifest, estimate an interpolated modified Kneser-Ney "
+        "model and write OUT/lm.arpa.gz (or lm.arpa), OUT/lexicon.txt and OUT/lm.json (statistics, "
+        "dev OOV rate and perplexity).",
+    )
+    lm.add_argument("--text", type=Path, help="folder of sentence files (default: the shared data's text/)")
+    lm.add_argument(
+        "--exclude",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="MANIFEST",
+        help="JSON-lines manifests whose transcripts are held out (and evaluated on); repeatable",
+    )
+    lm.add_argument("--out", type=Path, required=True, help="output folder")
+    lm.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
+    lm.add_argument("--vocab", type=int, default=20000, help="most frequent words kept (default: 20000)")
+    lm.add_argument(
+        "--min-count",
+        default="1,2,2",
+        help="minimum count per order, unigrams first; the last value repeats (default: 1,2,2)",
+    )
+    lm.add_argument("--plain", action="store_true", help="write lm.arpa instead of gzip-compressed lm.arpa.gz")
+    lm.set_defaults(func=_lm)
 
 
 def _report_skipped(skipped: Sequence[Skipped]) -> None:
@@ -194,4 +225,46 @@ def _synth(args: argparse.Namespace) -> int:
     )
     if report.sentences_reused:
         print("ambient: warning: the plan is longer than the sentence pool; sentences repeat", file=sys.stderr)
+    return 0
+
+
+def _lm(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+    from ambient.train.manifest import iter_manifest
+    from ambient.train.ngram import NgramOptions, build_language_model
+    from ambient.train.synth_text import default_data_root
+
+    try:
+        min_counts = tuple(int(c) for c in _csv(args.min_count))
+        options = NgramOptions(order=args.order, vocab_size=args.vocab, min_counts=min_counts)
+    except ValueError as e:
+        raise AmbientError(f"--order/--vocab/--min-count: {e}") from None
+    text_dir = args.text if args.text is not None else default_data_root() / "text"
+    if not text_dir.is_dir():
+        raise AmbientError(f"not a folder: {text_dir}")
+    held_out = [(u.source, u.text) for path in args.exclude for u in iter_manifest(path)]
+    if not args.exclude:
+        print("ambient: warning: no --exclude manifest: nothing is held out of the model", file=sys.stderr)
+    stats = build_language_model(
+        text_dir=text_dir, out_dir=args.out, options=options, held_out=held_out, compress=not args.plain
+    )
+    s = stats["sentences"]
+    print(
+        f"{s['lines']} sentences read, {s['empty']} empty after normalization, "
+        f"{s['excluded_exact']} excluded as held-out copies, {s['excluded_overlap']} for a shared "
+        f"{stats['overlap_n']}-gram, {s['used']} used ({stats['tokens']} tokens)"
+    )
+    counts = ", ".join(f"{n}-grams {c}" for n, c in enumerate(stats["ngrams"], 1))
+    print(f"{args.out / stats['arpa']}: {stats['arpa_bytes'] / 1e6:.1f} MB, vocabulary {stats['vocab_size']}, {counts}")
+    print(f"{args.out / 'lexicon.txt'}: {stats['lexicon_words']} words")
+    if "dev" in stats:
+        dev = stats["dev"]
+        for name, r in dev.items():
+            if name != "kenlm_check":
+                print(
+                    f"  held-out {name}: {r['sentences']} sentences, OOV {100 * r['oov_rate']:.2f} %, "
+                    f"perplexity {r['perplexity']:.1f} ({r['perplexity_known']:.1f} without OOV words)"
+                )
+        check = dev["kenlm_check"]
+        print(f"  KenLM agrees on {check['sentences']} sentences within {check['max_abs_diff_log10']:.1e} (log10)")
     return 0
