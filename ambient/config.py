@@ -239,6 +239,15 @@ class RecognizerConfig(_Section):
         description="Encoder chunk length in ms: latency versus accuracy and CPU.",
     )
     partials: bool = Field(True, description="Publish `partial` events while an utterance is in progress.")
+    lm: str = Field(
+        "auto",
+        min_length=1,
+        description="Word language model for a lexicon beam search: a folder holding `lm.arpa` (or `lm.arpa.gz`) "
+        "and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is one, `off` = greedy CTC.",
+    )
+    lm_weight: float = Field(1.0, ge=0, le=10, description="Weight of the language model's log-probability.")
+    word_score: float = Field(0.0, ge=-10, le=10, description="Score added per word (counters the LM's short bias).")
+    beam_size: int = Field(64, ge=1, le=1000, description="Hypotheses kept per frame by the beam search.")
 
 
 class SocketConfig(_Section):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ambient.cli.lm_args import add_lm_arguments, lm_from_args
 from ambient.errors import AmbientError
 
 __all__ = ["register"]
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--per-speaker", action="store_true", help="also report WER per speaker")
     p.add_argument("--utterances", action="store_true", help="also list every utterance's reference and hypothesis")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    add_lm_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         raise AmbientError(f"{args.manifest}: no utterances")
     model_path = args.model or load_config(None).model.path
     model = load_model(model_path, int8=args.int8)
-    report = evaluate_streaming(model, utts, chunk_ms=args.chunk_ms, left_chunks=args.left_chunks)
+    lm = lm_from_args(args, model_path=model_path, tokenizer=model.tokenizer)
+    report = evaluate_streaming(model, utts, chunk_ms=args.chunk_ms, left_chunks=args.left_chunks, lm=lm)
     for skipped in report.skipped:
         print(f"ambient: warning: skipped {skipped}", file=sys.stderr)
     if report.overall.utterances == 0:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ambient.cli.lm_args import add_lm_arguments, lm_from_args
 from ambient.errors import AmbientError
 
 __all__ = ["register"]
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear weights")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_lm_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     model_path = args.model or load_config(None).model.path
     model = load_model(model_path, int8=args.int8)
-    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
+    lm = lm_from_args(args, model_path=model_path, tokenizer=model.tokenizer)
+    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm)
     block = max(1, args.block_ms * 16)
     status = 0
     for f in args.files:

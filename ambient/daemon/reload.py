@@ -3,6 +3,7 @@
 Applied live: ``logging``, ``vad``, ``recognizer.partials``, ``audio`` (the input is reopened
 when its device or format changed), ``event_log`` (the log is reopened with the new policy).
 Need a restart: ``model`` (the model is loaded once and kept resident), ``recognizer.chunk_ms``
+and the language-model settings (``lm``, ``lm_weight``, ``word_score``, ``beam_size``),
 and ``socket`` (clients stay connected across a reload). Settings that need a restart keep their
 running values until then.
 """
@@ -19,6 +20,8 @@ __all__ = ["ReloadPlan", "plan_reload"]
 
 _LIVE_SECTIONS = ("logging", "vad", "audio", "event_log")
 _RESTART_SECTIONS = ("model", "socket")
+#: Recognizer settings fixed when the model is loaded (the LM's trie and options are built then).
+_RESTART_RECOGNIZER_KEYS = ("chunk_ms", "lm", "lm_weight", "word_score", "beam_size")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,15 +53,18 @@ def plan_reload(running: Config, loaded: Config) -> ReloadPlan:
     restart: list[str] = []
     for s in _RESTART_SECTIONS:
         restart += _changed_keys(s, getattr(running, s), getattr(loaded, s))
-    if running.recognizer.chunk_ms != loaded.recognizer.chunk_ms:
-        restart.append("recognizer.chunk_ms")
+    for key in _RESTART_RECOGNIZER_KEYS:
+        if getattr(running.recognizer, key) != getattr(loaded.recognizer, key):
+            restart.append(f"recognizer.{key}")
     if running.recognizer.partials != loaded.recognizer.partials:
         applied.append("recognizer")
     effective = loaded.model_copy(
         update={
             "model": running.model,
             "socket": running.socket,
-            "recognizer": loaded.recognizer.model_copy(update={"chunk_ms": running.recognizer.chunk_ms}),
+            "recognizer": loaded.recognizer.model_copy(
+                update={k: getattr(running.recognizer, k) for k in _RESTART_RECOGNIZER_KEYS}
+            ),
         }
     )
     return ReloadPlan(effective=effective, applied=tuple(applied), restart_needed=tuple(restart))

@@ -64,6 +64,7 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
     import torch
 
     from ambient.model.checkpoint import load_model
+    from ambient.model.lexicon_lm import LmOptions, load_lm
     from ambient.stream.recognizer import StreamingRecognizer
 
     torch.set_num_threads(cfg.model.threads)
@@ -71,7 +72,14 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         torch.set_num_interop_threads(1)
     t0 = time.perf_counter()
     model = load_model(cfg.model.path, int8=cfg.model.int8)
-    recognizer = StreamingRecognizer(model, chunk_ms=cfg.recognizer.chunk_ms)
+    rc = cfg.recognizer
+    lm = load_lm(
+        rc.lm,
+        model_path=cfg.model.path,
+        tokenizer=model.tokenizer,
+        options=LmOptions(lm_weight=rc.lm_weight, word_score=rc.word_score, beam_size=rc.beam_size),
+    )
+    recognizer = StreamingRecognizer(model, chunk_ms=cfg.recognizer.chunk_ms, lm=lm)
     # One second of silence through the whole path: allocates the caches and touches the weights,
     # so the first utterance is as fast as the rest and mlockall sees the resident set.
     recognizer.accept(np.zeros(SAMPLE_RATE, dtype=np.int16))
@@ -84,6 +92,7 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         int8=bool(model.meta.get("int8", cfg.model.int8)),
         threads=cfg.model.threads,
         chunk_ms=recognizer.chunk_ms,
+        lm=None if lm is None else str(lm.arpa),
         seconds=round(time.perf_counter() - t0, 3),
     )
     return recognizer, name

@@ -32,6 +32,7 @@ __all__ = [
     "load_model",
     "quantize_int8",
     "read_checkpoint",
+    "recorded_sha256",
     "save_model",
     "verify_sha256",
 ]
@@ -56,7 +57,8 @@ def _read_checksum_file(path: Path) -> str:
         raise CheckpointError(f"{path}: unreadable checksum file ({type(e).__name__})") from None
 
 
-def _recorded_sha256(path: Path) -> str | None:
+def recorded_sha256(path: Path) -> str | None:
+    """The SHA-256 recorded for ``path`` (``<name>.sha256`` beside it or its folder's ``SHA256SUMS``), or None."""
     side = path.with_name(path.name + ".sha256")
     if side.exists():
         fields = _read_checksum_file(side).split()
@@ -74,7 +76,7 @@ def _recorded_sha256(path: Path) -> str | None:
 
 def verify_sha256(path: Path) -> str:
     """Check ``path`` against its recorded SHA-256; returns the digest."""
-    recorded = _recorded_sha256(path)
+    recorded = recorded_sha256(path)
     if recorded is None:
         raise CheckpointError(f"{path}: no SHA-256 recorded beside it ({path.name}.sha256 or SHA256SUMS)")
     actual = file_sha256(path)

@@ -1,7 +1,8 @@
 """The streaming recognizer shared by the daemon, ``ambient transcribe`` and ``ambient eval``.
 
 PCM -> :class:`StreamingFbank` -> ``model.forward_chunk`` (explicit :class:`EncoderCache`) ->
-incremental greedy CTC (:class:`GreedyCollapser`). The result depends on the model, ``chunk_ms``
+incremental greedy CTC (:class:`GreedyCollapser`) or, given a :class:`LexiconLm`, an incremental
+lexicon + n-gram LM beam search (:class:`LmCollapser`). The result depends on the model, ``chunk_ms``
 and ``left_chunks`` only, never on how the audio was split into ``accept`` calls.
 
 Samples are held back until they complete the next encoder chunk, then features and encoder run
@@ -13,7 +14,7 @@ frames, so an hour-long file costs an hour's worth of frames, not their square.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from ambient.audio.features import N_MELS, SAMPLE_RATE, StreamingFbank, num_fram
 from ambient.model.asr import AsrModel
 from ambient.model.cache import EncoderCache
 from ambient.model.ctc import GreedyCollapser, Hypothesis, best_path
+from ambient.model.lexicon_lm import LexiconLm, LmCollapser
 
 __all__ = ["DEFAULT_LEFT_CONTEXT_S", "StreamingRecognizer", "transcribe_blocks"]
 
@@ -34,8 +36,13 @@ class StreamingRecognizer:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, model: AsrModel, *, chunk_ms: int = 640, left_chunks: int | None = None) -> None:
+    def __init__(
+        self, model: AsrModel, *, chunk_ms: int = 640, left_chunks: int | None = None, lm: LexiconLm | None = None
+    ) -> None:
         self.model = model
+        self.lm = lm
+        #: Called with each chunk's ``log_probs (T, V)`` before decoding (tools record them with it).
+        self.log_probs_hook: Callable[[torch.Tensor], None] | None = None
         self.chunk_frames = max(1, round(chunk_ms / 1000 / model.frame_shift_s))
         self.chunk_ms = round(self.chunk_frames * model.frame_shift_s * 1000)
         if left_chunks is None:
@@ -49,7 +56,12 @@ class StreamingRecognizer:
         """Drop all state: the next sample starts a new utterance."""
         self._fbank.reset()
         self._cache: EncoderCache = self.model.init_cache(chunk_frames=self.chunk_frames, left_chunks=self.left_chunks)
-        self._collapser = GreedyCollapser(self.model.tokenizer, frame_shift_s=self.model.frame_shift_s)
+        shift = self.model.frame_shift_s
+        self._collapser: GreedyCollapser | LmCollapser = (
+            GreedyCollapser(self.model.tokenizer, frame_shift_s=shift)
+            if self.lm is None
+            else LmCollapser(self.lm, frame_shift_s=shift)
+        )
         self._held: list[np.ndarray] = []
         self._samples = 0
         self._chunks_done = 0
@@ -82,6 +94,10 @@ class StreamingRecognizer:
             log_probs, self._cache = self.model.forward_chunk(feats[None], self._cache, final=final)
         if log_probs.size(1) == 0:
             return False
+        if self.log_probs_hook is not None:
+            self.log_probs_hook(log_probs[0])
+        if isinstance(self._collapser, LmCollapser):
+            return self._collapser.push(log_probs[0])
         return self._collapser.push(best_path(log_probs[0]))
 
     def accept(self, pcm: np.ndarray) -> Hypothesis | None:
@@ -104,7 +120,8 @@ class StreamingRecognizer:
     def finish(self) -> Hypothesis:
         """End the utterance: flush the last partial chunk, return the final, reset."""
         self._step(final=True)
-        hyp = self._collapser.hypothesis()
+        c = self._collapser
+        hyp = c.finish() if isinstance(c, LmCollapser) else c.hypothesis()
         self.reset()
         return hyp
 

@@ -21,6 +21,7 @@ from ambient.audio.io import iter_audio_blocks
 from ambient.errors import AudioError
 from ambient.model.asr import AsrModel
 from ambient.model.ctc import greedy_decode
+from ambient.model.lexicon_lm import LexiconLm
 from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
 from ambient.text.normalize import normalize_text
 from ambient.train.dataset import Batch
@@ -203,13 +204,15 @@ def evaluate_streaming(
     left_chunks: int | None = None,
     block_samples: int = 16000,
     on_result: Callable[[UtteranceResult], None] | None = None,
+    lm: LexiconLm | None = None,
 ) -> EvalReport:
     """WER of ``model`` decoding each utterance through :class:`StreamingRecognizer` (the daemon's path).
 
     Each file is streamed in ``block_samples`` blocks (the result does not depend on the block size)
-    and finished as one utterance. Unreadable files are listed in ``skipped``, not counted.
+    and finished as one utterance, decoded greedily or with ``lm``. Unreadable files are listed in
+    ``skipped``, not counted.
     """
-    rec = StreamingRecognizer(model, chunk_ms=chunk_ms, left_chunks=left_chunks)
+    rec = StreamingRecognizer(model, chunk_ms=chunk_ms, left_chunks=left_chunks, lm=lm)
     overall = ErrorCounts()
     by_source: dict[str, ErrorCounts] = {}
     by_speaker: dict[str, ErrorCounts] = {}

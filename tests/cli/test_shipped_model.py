@@ -18,6 +18,7 @@ import pytest
 from ambient.config import load_config
 from ambient.model.checkpoint import load_model
 from ambient.model.info import stored_params, virtual_params
+from ambient.model.lexicon_lm import load_lm
 from ambient.text.normalize import normalize_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,17 @@ def test_shipped_files_verify_and_fit_the_budget() -> None:
     assert "Measured" in (SHIPPED / "README.md").read_text()
 
 
+def test_the_shipped_language_model_verifies_and_is_found_by_default() -> None:
+    sums = (SHIPPED / "lm" / "SHA256SUMS").read_text().split()
+    assert {"lm.arpa.gz", "lexicon.txt"} <= set(sums[1::2])
+    model = load_model(SHIPPED / "model.pt")
+    lm = load_lm(load_config(None).recognizer.lm, model_path=SHIPPED / "model.pt", tokenizer=model.tokenizer)
+    assert lm is not None and lm.arpa == SHIPPED / "lm" / "lm.arpa.gz"  # SHA-256s verified on load
+    assert len(lm.words) > 10_000
+    total = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file())
+    assert total < 25 * 1024 * 1024, total
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_transcribe_recognizes_synthesized_speech_with_the_default_model(
     synth: Callable[..., Path], precision: str
@@ -73,3 +85,18 @@ def test_transcribe_recognizes_synthesized_speech_with_the_default_model(
             assert 0 <= w["start"] < w["end"] <= r["duration"] + 0.05 and 0 <= w["confidence"] <= 1
     cer = jiwer.cer([normalize_text(s) for s in SENTENCES], [normalize_text(r["text"]) for r in results])
     assert cer < MAX_CER, [r["text"] for r in results]
+
+
+def test_the_language_model_turns_spellings_into_words(synth: Callable[..., Path]) -> None:
+    """Decoding with the shipped LM (the default) makes fewer word errors than greedy CTC, and
+    every word it outputs is a word of its lexicon."""
+    files = [str(synth(s)) for s in SENTENCES]
+    refs = [normalize_text(s) for s in SENTENCES]
+    texts: dict[str, list[str]] = {}
+    for lm in ("auto", "off"):
+        proc = _ambient("transcribe", "--json", "--lm", lm, *files)
+        assert proc.returncode == 0, proc.stderr
+        texts[lm] = [normalize_text(json.loads(line)["text"]) for line in proc.stdout.splitlines()]
+    lexicon = {line.split("\t")[0] for line in (SHIPPED / "lm" / "lexicon.txt").read_text().splitlines()}
+    assert all(w in lexicon for t in texts["auto"] for w in t.split()), texts["auto"]
+    assert jiwer.wer(refs, texts["auto"]) < jiwer.wer(refs, texts["off"]), texts

@@ -1,0 +1,42 @@
+"""The language-model options shared by ``transcribe`` and ``eval`` (same meaning as ``recognizer.*``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ambient.model.lexicon_lm import LexiconLm
+    from ambient.model.tokenizer import Tokenizer
+
+__all__ = ["add_lm_arguments", "lm_from_args"]
+
+
+def add_lm_arguments(p: argparse.ArgumentParser) -> None:
+    """``--lm``, ``--lm-weight``, ``--word-score``, ``--beam-size``; unset ones take the daemon's
+    defaults (``recognizer.*`` in docs/configuration.md), read only when a command runs."""
+    p.add_argument(
+        "--lm",
+        default=None,
+        metavar="auto|off|DIR",
+        help="word language model: auto = the lm/ folder beside the model if any, off = greedy CTC, "
+        "or a folder with lm.arpa[.gz] and lexicon.txt (default auto)",
+    )
+    p.add_argument("--lm-weight", type=float, default=None, help="LM weight (default: recognizer.lm_weight)")
+    p.add_argument("--word-score", type=float, default=None, help="per-word score (default: recognizer.word_score)")
+    p.add_argument("--beam-size", type=int, default=None, help="beam size (default: recognizer.beam_size)")
+
+
+def lm_from_args(args: argparse.Namespace, *, model_path: Path, tokenizer: Tokenizer) -> LexiconLm | None:
+    """The LM the options select for the model at ``model_path``, or None (greedy)."""
+    from ambient.config import RecognizerConfig
+    from ambient.model.lexicon_lm import LmOptions, load_lm
+
+    d = RecognizerConfig()
+    options = LmOptions(
+        lm_weight=d.lm_weight if args.lm_weight is None else args.lm_weight,
+        word_score=d.word_score if args.word_score is None else args.word_score,
+        beam_size=d.beam_size if args.beam_size is None else max(1, args.beam_size),
+    )
+    return load_lm(args.lm or d.lm, model_path=model_path, tokenizer=tokenizer, options=options)

@@ -1,0 +1,324 @@
+"""CTC beam search with a lexicon and a word n-gram language model, decoded incrementally.
+
+Greedy CTC spells words as heard ("fortenminits"); a beam search that may only spell words of a
+lexicon, scored by an n-gram LM, turns the same character posteriors into words that exist and
+follow each other plausibly. The search is flashlight-text's ``LexiconDecoder`` (C++, with KenLM
+loading an ARPA file), fed chunk by chunk as the encoder produces frames, so the final costs one
+``decode_end`` after the last chunk, not a search over the whole utterance.
+
+:class:`LexiconLm` holds what is shared and read-only (lexicon trie, LM, options); one
+:class:`LmCollapser` per utterance has the interface of
+:class:`~ambient.model.ctc.GreedyCollapser`: ``push(log_probs)`` then ``hypothesis()``.
+
+Conventions: tokens are the :class:`~ambient.model.tokenizer.CharTokenizer` units; the space unit
+is the word separator (flashlight's "silence" token) and ends every lexicon spelling. The model
+never emits a space after the last word, so :meth:`LmCollapser.finish` appends one frame that is
+certainly a space before ending the search: the last word completes like the others. Long inputs
+(a file transcribed as one stream) are decoded with bounded memory: words more than
+``commit_frames`` behind the newest frame are taken from the best path and the search history
+before them is pruned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ambient.errors import CheckpointError
+from ambient.model.checkpoint import recorded_sha256, verify_sha256
+from ambient.model.ctc import Hypothesis, WordTiming
+from ambient.model.tokenizer import Tokenizer
+
+__all__ = ["LM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
+
+#: Names of the files of an LM folder: the ARPA model (plain or gzipped) and the lexicon.
+LM_FILES = ("lm.arpa", "lm.arpa.gz", "lexicon.txt")
+
+#: Score given to a frame's tokens other than the space in the synthetic end-of-utterance frame.
+_IMPOSSIBLE = -1e4
+
+
+@dataclass(frozen=True, kw_only=True)
+class LmOptions:
+    """Beam-search settings (flashlight ``LexiconDecoderOptions``)."""
+
+    beam_size: int = 64
+    beam_size_token: int = 12
+    beam_threshold: float = 20.0
+    lm_weight: float = 1.0
+    word_score: float = 0.0
+    unk_score: float = -math.inf
+    sil_score: float = 0.0
+    commit_frames: int = 250
+
+
+def find_lm(folder: Path) -> tuple[Path, Path] | None:
+    """``(arpa, lexicon)`` in ``folder`` if both are there, else None."""
+    lexicon = folder / "lexicon.txt"
+    for name in ("lm.arpa", "lm.arpa.gz"):
+        if (folder / name).is_file() and lexicon.is_file():
+            return folder / name, lexicon
+    return None
+
+
+def resolve_lm(setting: str, model_path: Path) -> tuple[Path, Path] | None:
+    """The LM files a ``recognizer.lm`` setting names: ``off`` -> None, ``auto`` -> the ``lm/``
+    folder beside the model if complete (else None), a folder -> its files (CheckpointError if absent)."""
+    if setting == "off":
+        return None
+    if setting == "auto":
+        return find_lm(model_path.parent / "lm")
+    folder = Path(setting).expanduser()
+    found = find_lm(folder)
+    if found is None:
+        raise CheckpointError(f"{folder}: no language model here (needs lm.arpa or lm.arpa.gz, and lexicon.txt)")
+    return found
+
+
+def load_lm(
+    setting: str, *, model_path: Path, tokenizer: Tokenizer, options: LmOptions | None = None
+) -> LexiconLm | None:
+    """The :class:`LexiconLm` a ``recognizer.lm`` setting names, or None for greedy decoding."""
+    found = resolve_lm(setting, model_path)
+    return None if found is None else LexiconLm(found[0], found[1], tokenizer, options)
+
+
+@contextlib.contextmanager
+def _quiet_stdio() -> Iterator[None]:
+    """Silence file descriptors 1 and 2 (KenLM prints a progress bar while it reads an ARPA file)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _read_lexicon(path: Path, alphabet: set[str]) -> dict[str, str]:
+    words: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: cannot read lexicon: {e}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        word, sep, spelling = line.partition("\t")
+        letters = spelling.split()
+        if not sep or not word or "".join(letters) != word or not set(letters) <= alphabet:
+            raise CheckpointError(f"{path}:{n}: not a lexicon line (word<TAB>spelled letters): {line[:60]!r}")
+        words[word] = spelling
+    if not words:
+        raise CheckpointError(f"{path}: empty lexicon")
+    return words
+
+
+class LexiconLm:
+    """Lexicon trie + KenLM n-gram model for :class:`LmCollapser` (built once, shared).
+
+    Args:
+        arpa: ARPA n-gram model over the lexicon's words.
+        lexicon: ``word<TAB>w o r d`` lines.
+        tokenizer: the acoustic model's character tokenizer (blank 0, space = word separator).
+        options: beam-search settings.
+    """
+
+    def __init__(self, arpa: Path, lexicon: Path, tokenizer: Tokenizer, options: LmOptions | None = None) -> None:
+        from flashlight.lib.text import decoder as fl
+        from flashlight.lib.text.decoder.kenlm import KenLM
+        from flashlight.lib.text.dictionary import Dictionary
+
+        self.options = options or LmOptions()
+        self.tokenizer = tokenizer
+        self.arpa = arpa
+        self.lexicon = lexicon
+        pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+        if " " not in pieces:
+            raise CheckpointError("a lexicon LM needs a character tokenizer with a space unit")
+        self.blank = tokenizer.blank_id
+        self.sil = pieces.index(" ")
+        alphabet = {p for i, p in enumerate(pieces) if i not in (self.blank, self.sil)}
+        if not arpa.is_file():
+            raise CheckpointError(f"{arpa}: language model file not found")
+        for f in (arpa, lexicon):
+            if f.is_file() and recorded_sha256(f) is not None:
+                verify_sha256(f)  # shipped files carry a SHA256SUMS; one built by hand may not
+        spellings = _read_lexicon(lexicon, alphabet)
+        self.words = ["<unk>", *sorted(spellings)]
+        self._word_dict = Dictionary(self.words)
+        self._word_dict.set_default_index(0)
+        try:
+            with _quiet_stdio():
+                self._lm = KenLM(str(arpa), self._word_dict)
+        except Exception as e:  # KenLM raises its own C++ exceptions for a malformed file
+            raise CheckpointError(f"{arpa}: cannot load the language model: {str(e).splitlines()[0][:200]}") from None
+        self._trie = fl.Trie(len(pieces), self.sil)
+        start = self._lm.start(False)
+        for w, spelling in spellings.items():
+            idx = self._word_dict.get_index(w)
+            _, score = self._lm.score(start, idx)
+            self._trie.insert([pieces.index(c) for c in spelling.split()] + [self.sil], idx, score)
+        self._trie.smear(fl.SmearingMode.MAX)
+        o = self.options
+        self._fl_options = fl.LexiconDecoderOptions(
+            beam_size=o.beam_size,
+            beam_size_token=o.beam_size_token,
+            beam_threshold=o.beam_threshold,
+            lm_weight=o.lm_weight,
+            word_score=o.word_score,
+            unk_score=o.unk_score,
+            sil_score=o.sil_score,
+            log_add=False,
+            criterion_type=fl.CriterionType.CTC,
+        )
+        self.vocab_size = len(pieces)
+
+    def new_decoder(self) -> object:
+        """A fresh flashlight decoder over the shared trie and LM."""
+        from flashlight.lib.text import decoder as fl
+
+        return fl.LexiconDecoder(self._fl_options, self._trie, self._lm, self.sil, self.blank, 0, [], False)
+
+
+class LmCollapser:
+    """Incremental lexicon + LM decoding of one utterance (the interface of ``GreedyCollapser``).
+
+    Push ``log_probs (T, V)`` pieces with :meth:`push`; :meth:`hypothesis` is the best path so far
+    (words in the middle may still change as later frames arrive); :meth:`finish` ends the search
+    and returns the final hypothesis. Word times: first to one past the last frame of its letters;
+    confidence: mean posterior of its letters on the best path.
+    """
+
+    def __init__(self, lm: LexiconLm, *, frame_shift_s: float, time_offset_s: float = 0.0) -> None:
+        self.lm = lm
+        self.frame_shift_s = frame_shift_s
+        self.time_offset_s = time_offset_s
+        self._dec = lm.new_decoder()
+        self._dec.decode_begin()  # type: ignore[attr-defined]
+        self._frames: list[np.ndarray] = []  # log-probs of the frames not yet committed
+        self._base = 0  # frame index of self._frames[0]
+        self._t = 0
+        self._committed: list[WordTiming] = []
+        self._last_text = ""
+        self._ended = False
+
+    @property
+    def frames(self) -> int:
+        """Frames pushed so far."""
+        return self._t
+
+    def _step(self, lp: np.ndarray) -> None:
+        lp = np.ascontiguousarray(lp, dtype=np.float32)
+        self._dec.decode_step(lp.ctypes.data, lp.shape[0], lp.shape[1])  # type: ignore[attr-defined]
+
+    def push(self, log_probs: torch.Tensor) -> bool:
+        """Consume the next frames ``log_probs (T, V)``; returns whether the best text changed."""
+        if self._ended:
+            raise RuntimeError("push() after finish()")
+        lp = log_probs.detach().float().cpu().numpy()
+        if lp.ndim != 2 or lp.shape[1] != self.lm.vocab_size:
+            raise ValueError(f"expected log-probs (T, {self.lm.vocab_size}), got {tuple(lp.shape)}")
+        if not len(lp):
+            return False
+        self._step(lp)
+        self._frames.append(lp)
+        self._t += len(lp)
+        if self._t - self._base > 2 * self.lm.options.commit_frames:
+            self._commit()
+        text = self.hypothesis().text
+        changed, self._last_text = text != self._last_text, text
+        return changed
+
+    def _commit(self) -> None:
+        """Move the words of the best path's older part out of the search (bounded memory)."""
+        look_back = self.lm.options.commit_frames
+        res = self._dec.get_best_hypothesis(look_back)  # type: ignore[attr-defined]
+        n = len(res.tokens) - 1  # tokens[0] is the start state
+        if n <= 0:
+            return
+        words = self._words(res, frames=n)
+        # Keep only words whose letters all lie before the cut; the decoder keeps the rest.
+        self._committed.extend(words)
+        self._dec.prune(look_back)  # type: ignore[attr-defined]
+        all_lp = np.concatenate(self._frames) if len(self._frames) > 1 else self._frames[0]
+        self._frames = [all_lp[n:]]
+        self._base += n
+
+    def _words(self, res: object, *, frames: int) -> list[WordTiming]:
+        """Words of a flashlight result covering ``frames`` frames from ``self._base``."""
+        tokens = list(res.tokens)[1 : frames + 1]  # type: ignore[attr-defined]
+        word_ids = [w for w in res.words if w >= 0]  # type: ignore[attr-defined]
+        lp = np.concatenate(self._frames) if len(self._frames) > 1 else self._frames[0]
+        spans: list[tuple[int, int, float]] = []  # (first frame, last frame, mean posterior)
+        start = -1
+        probs: list[float] = []
+        prev = self.lm.blank
+        end = -1
+        for i, tok in enumerate(tokens):
+            if tok == self.lm.sil:
+                if start >= 0:
+                    spans.append((start, end, float(np.mean(probs))))
+                    start, probs = -1, []
+            elif tok != self.lm.blank:
+                if start < 0:
+                    start = i
+                if tok != prev and i < len(lp):
+                    probs.append(float(math.exp(lp[i, tok])))
+                end = i
+            prev = tok
+        out: list[WordTiming] = []
+        for w, (s, e, p) in zip(word_ids, spans, strict=False):
+            out.append(
+                WordTiming(
+                    word=self.lm.words[w],
+                    start=round(self.time_offset_s + (self._base + s) * self.frame_shift_s, 3),
+                    end=round(self.time_offset_s + (self._base + e + 1) * self.frame_shift_s, 3),
+                    confidence=round(p, 4),
+                )
+            )
+        return out
+
+    def _best(self) -> list[WordTiming]:
+        res = self._dec.get_best_hypothesis(0)  # type: ignore[attr-defined]
+        return self._words(res, frames=len(res.tokens) - 1)
+
+    def hypothesis(self) -> Hypothesis:
+        """The best words so far (committed ones plus the current best path)."""
+        words = [*self._committed, *self._best()]
+        return _hypothesis(words)
+
+    def finish(self) -> Hypothesis:
+        """Close the last word (one synthetic word-separator frame), end the search, return the best."""
+        if not self._ended:
+            sep = np.full((1, self.lm.vocab_size), _IMPOSSIBLE, dtype=np.float32)
+            sep[0, self.lm.sil] = 0.0
+            self._step(sep)
+            self._frames.append(sep)
+            self._dec.decode_end()  # type: ignore[attr-defined]
+            self._ended = True
+        hyps = self._dec.get_all_final_hypothesis()  # type: ignore[attr-defined]
+        if not hyps:
+            return _hypothesis(list(self._committed))
+        res = hyps[0]
+        words = self._words(res, frames=len(res.tokens) - 1)
+        return _hypothesis([*self._committed, *words])
+
+
+def _hypothesis(words: list[WordTiming]) -> Hypothesis:
+    conf = round(sum(w.confidence for w in words) / len(words), 4) if words else 1.0
+    return Hypothesis(text=" ".join(w.word for w in words), words=words, confidence=conf)

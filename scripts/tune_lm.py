@@ -1,0 +1,105 @@
+"""Choose the language model's weight and word score for a model: a grid search on a manifest.
+
+Usage:
+    python scripts/tune_lm.py --model models/ambient-base/model.pt --lm models/ambient-base/lm \\
+        --manifest data/dev.jsonl [--weights 0.5,1,1.5,2] [--word-scores -1,0,1,2] [--beam-size 32]
+        [--chunk-ms 640] [--limit N] [--json OUT]
+
+The acoustic model runs once per utterance through the daemon's streaming path (the chunk size and
+left context of ``ambient eval``), its per-chunk log-probabilities are kept, and every grid point
+re-runs only the beam search on them, chunk by chunk as the daemon would. Prints WER and CER per
+grid point (greedy decoding first, for reference) and the best setting by WER. Tune on a split you
+report separately from: the figures of the best point are optimistic for that split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import torch
+
+from ambient.audio.io import iter_audio_blocks
+from ambient.model.checkpoint import load_model
+from ambient.model.ctc import greedy_decode
+from ambient.model.lexicon_lm import LexiconLm, LmCollapser, LmOptions, resolve_lm
+from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
+from ambient.text.normalize import normalize_text
+from ambient.train.manifest import read_manifest
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--lm", required=True, help="LM folder (lm.arpa[.gz] + lexicon.txt)")
+    ap.add_argument("--manifest", type=Path, required=True)
+    ap.add_argument("--weights", default="0.5,1,1.5,2", help="comma-separated LM weights")
+    ap.add_argument("--word-scores", default="-1,0,1,2", help="comma-separated word scores")
+    ap.add_argument("--beam-size", type=int, default=32)
+    ap.add_argument("--chunk-ms", type=int, default=640)
+    ap.add_argument("--limit", type=int, default=None, help="first N utterances")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+
+    model = load_model(args.model)
+    found = resolve_lm(args.lm, args.model)
+    if found is None:
+        ap.error(f"--lm {args.lm}: no language model")
+    utts = read_manifest(args.manifest)[: args.limit]
+    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
+    chunks: list[torch.Tensor] = []
+    rec.log_probs_hook = chunks.append
+    refs: list[str] = []
+    per_utt: list[list[torch.Tensor]] = []
+    t0 = time.perf_counter()
+    for u in utts:
+        chunks.clear()
+        transcribe_blocks(rec, iter_audio_blocks(u.audio, block_samples=16000))
+        per_utt.append([c.clone() for c in chunks])
+        refs.append(normalize_text(u.text))
+    print(f"acoustic model: {len(utts)} utterances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    shift = model.frame_shift_s
+    rows: list[dict[str, Any]] = []
+
+    def score(name: str, hyps: list[str], seconds: float, **extra: Any) -> None:
+        wer = jiwer.wer(refs, hyps)
+        cer = jiwer.cer(refs, hyps)
+        rows.append({"decoder": name, **extra, "wer": wer, "cer": cer, "decode_s": round(seconds, 2)})
+        params = " ".join(f"{k}={v}" for k, v in extra.items())
+        print(f"{name:7s} {params:32s} WER {100 * wer:5.1f}  CER {100 * cer:5.1f}  ({seconds:.1f} s)", flush=True)
+
+    t0 = time.perf_counter()
+    greedy = [normalize_text(greedy_decode(torch.cat(c), model.tokenizer, frame_shift_s=shift).text) for c in per_utt]
+    score("greedy", greedy, time.perf_counter() - t0)
+    for w in _floats(args.weights):
+        for ws in _floats(args.word_scores):
+            lm = LexiconLm(*found, model.tokenizer, LmOptions(lm_weight=w, word_score=ws, beam_size=args.beam_size))
+            t0 = time.perf_counter()
+            hyps: list[str] = []
+            for utt_chunks in per_utt:
+                c = LmCollapser(lm, frame_shift_s=shift)
+                for lp in utt_chunks:
+                    c.push(lp)
+                hyps.append(normalize_text(c.finish().text))
+            score("lm", hyps, time.perf_counter() - t0, lm_weight=w, word_score=ws, beam_size=args.beam_size)
+    best = min((r for r in rows if r["decoder"] == "lm"), key=lambda r: r["wer"], default=None)
+    if best is not None:
+        print(f"best: lm_weight {best['lm_weight']}, word_score {best['word_score']}: WER {100 * best['wer']:.1f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"model": str(args.model), "lm": args.lm, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Lexicon + n-gram LM beam search: real flashlight decoder, a small ARPA model written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ambient.errors import CheckpointError
+from ambient.model.ctc import greedy_decode
+from ambient.model.lexicon_lm import LexiconLm, LmCollapser, LmOptions, find_lm, load_lm, resolve_lm
+from ambient.model.tokenizer import CharTokenizer
+
+TOK = CharTokenizer()
+SPACE = TOK.encode("a b")[1]
+WORDS = ["turn", "on", "off", "the", "kitchen", "light", "lights", "in", "and", "kitten"]
+BIGRAMS = [("<s>", "turn"), ("turn", "on"), ("turn", "off"), ("on", "the"), ("off", "the"), ("the", "kitchen")]
+BIGRAMS += [("kitchen", "light"), ("light", "</s>"), ("kitchen", "lights"), ("lights", "</s>")]
+
+
+def write_lm(folder: Path) -> Path:
+    """A bigram ARPA model favouring "turn on/off the kitchen light(s)", and its lexicon."""
+    folder.mkdir(parents=True, exist_ok=True)
+    unigrams = ["<unk>", "<s>", "</s>", *WORDS]
+    lines = ["\\data\\", f"ngram 1={len(unigrams)}", f"ngram 2={len(BIGRAMS)}", "", "\\1-grams:"]
+    for w in unigrams:
+        prob = -99.0 if w == "<s>" else -1.5
+        lines.append(f"{prob}\t{w}\t-0.5" if w not in ("</s>", "<unk>") else f"{prob}\t{w}")
+    lines += ["", "\\2-grams:"]
+    lines += [f"-0.2\t{a} {b}" for a, b in BIGRAMS]
+    lines += ["", "\\end\\", ""]
+    (folder / "lm.arpa").write_text("\n".join(lines))
+    (folder / "lexicon.txt").write_text("".join(f"{w}\t{' '.join(w)}\n" for w in WORDS))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> LexiconLm:
+    folder = write_lm(tmp_path_factory.mktemp("lm") / "lm")
+    return LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", TOK, LmOptions(word_score=0.0))
+
+
+def emissions(
+    text: str, *, frames_per_unit: int = 2, noise: float = 0.0, seed: int = 0, second: str | None = None
+) -> torch.Tensor:
+    """CTC log-probs ``(T, V)`` spelling ``text``: each unit for a few frames, then a blank.
+    ``second`` (same length as ``text``) gives each position a runner-up letter 1.5 nats behind."""
+    rows: list[np.ndarray] = []
+    for k, ch in enumerate(text):
+        unit = SPACE if ch == " " else TOK.encode(ch)[0]
+        for _ in range(frames_per_unit):
+            row = np.full(TOK.vocab_size, -9.0)
+            row[unit] = 0.0
+            if second is not None and second[k] not in (ch, " "):
+                row[TOK.encode(second[k])[0]] = -1.5
+            rows.append(row)
+        row = np.full(TOK.vocab_size, -9.0)
+        row[TOK.blank_id] = 0.0
+        rows.append(row)
+    logits = torch.tensor(np.array(rows), dtype=torch.float32)
+    if noise:
+        logits = logits + noise * torch.randn(logits.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.log_softmax(logits, dim=-1)
+
+
+def decode(lm: LexiconLm, lp: torch.Tensor, piece: int = 7) -> str:
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    for i in range(0, len(lp), piece):
+        c.push(lp[i : i + piece])
+    return c.finish().text
+
+
+def test_clean_speech_of_lexicon_words_decodes_exactly_with_the_greedy_times(lm: LexiconLm) -> None:
+    lp = emissions("turn on the kitchen light")
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    c.push(lp)
+    hyp = c.finish()
+    greedy = greedy_decode(lp, TOK, frame_shift_s=0.04)
+    assert hyp.text == greedy.text == "turn on the kitchen light"
+    assert [(w.start, w.end) for w in hyp.words] == [(w.start, w.end) for w in greedy.words]
+    assert all(0.9 < w.confidence <= 1.0 for w in hyp.words)
+
+
+def test_misspellings_become_the_words_the_lm_expects(lm: LexiconLm) -> None:
+    # An unsure acoustic model: the right letter is the runner-up where the spelling is wrong.
+    lp = emissions("tarn on tha kitchan light", second="turn on the kitchen light")
+    assert greedy_decode(lp, TOK, frame_shift_s=0.04).text == "tarn on tha kitchan light"
+    assert decode(lm, lp) == "turn on the kitchen light"
+
+
+def test_the_result_does_not_depend_on_how_frames_are_split(lm: LexiconLm) -> None:
+    lp = emissions("turn off the kitchen lights", noise=2.0, seed=3)
+    results = {decode(lm, lp, piece) for piece in (1, 3, 16, len(lp))}
+    assert len(results) == 1, results
+
+
+def test_partial_hypotheses_grow_with_the_frames(lm: LexiconLm) -> None:
+    lp = emissions("turn on the kitchen light")
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    seen: list[str] = []
+    for i in range(0, len(lp), 10):
+        if c.push(lp[i : i + 10]):
+            seen.append(c.hypothesis().text)
+    assert seen and seen[-1].startswith("turn on the kitchen")
+    assert c.finish().text == "turn on the kitchen light"
+
+
+def test_long_streams_commit_words_and_keep_memory_bounded(lm: LexiconLm, tmp_path: Path) -> None:
+    folder = write_lm(tmp_path / "lm")
+    small = LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", TOK, LmOptions(word_score=0.0, commit_frames=40))
+    sentence = "turn on the kitchen light"
+    lp = torch.cat([emissions(sentence + " ")] * 20)
+    c = LmCollapser(small, frame_shift_s=0.04)
+    held = 0
+    for i in range(0, len(lp), 16):
+        c.push(lp[i : i + 16])
+        held = max(held, sum(len(f) for f in c._frames))
+    hyp = c.finish()
+    assert hyp.text == " ".join([sentence] * 20)
+    assert held <= 2 * 40 + 16 + 1  # frames kept for the search, not the whole stream
+    starts = [w.start for w in hyp.words]
+    assert starts == sorted(starts) and hyp.words[-1].end <= len(lp) * 0.04 + 0.04
+
+
+def test_empty_and_silent_input(lm: LexiconLm) -> None:
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    assert c.finish().text == ""
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    c.push(torch.zeros(0, TOK.vocab_size))
+    blank = torch.full((30, TOK.vocab_size), -9.0)
+    blank[:, TOK.blank_id] = 0.0
+    c.push(torch.log_softmax(blank, -1))
+    assert c.finish().text == ""
+
+
+def test_bad_lm_files_are_one_line_errors(tmp_path: Path) -> None:
+    folder = write_lm(tmp_path / "lm")
+    arpa, lexicon = folder / "lm.arpa", folder / "lexicon.txt"
+    bad_lex = tmp_path / "bad-lexicon.txt"
+    bad_lex.write_text("kitchen\tk i t c h e n\nlight\tl i t e\n")  # spelling does not match the word
+    with pytest.raises(CheckpointError, match=r"bad-lexicon.txt:2: not a lexicon line"):
+        LexiconLm(arpa, bad_lex, TOK)
+    garbage = tmp_path / "garbage.arpa"
+    garbage.write_text("this is not an ARPA file\n")
+    with pytest.raises(CheckpointError, match="cannot load the language model") as e:
+        LexiconLm(garbage, lexicon, TOK)
+    assert "\n" not in str(e.value)
+    with pytest.raises(CheckpointError, match="not found"):
+        LexiconLm(tmp_path / "absent.arpa", lexicon, TOK)
+
+
+def test_lm_settings_resolve_to_files(tmp_path: Path) -> None:
+    model = tmp_path / "model.pt"
+    assert resolve_lm("auto", model) is None  # no lm/ folder: greedy
+    assert resolve_lm("off", model) is None
+    folder = write_lm(tmp_path / "lm")
+    assert resolve_lm("auto", model) == (folder / "lm.arpa", folder / "lexicon.txt")
+    assert resolve_lm("off", model) is None
+    assert find_lm(tmp_path) is None
+    with pytest.raises(CheckpointError, match="no language model here"):
+        resolve_lm(str(tmp_path / "elsewhere"), model)
+    loaded = load_lm(str(folder), model_path=model, tokenizer=TOK)
+    assert loaded is not None and loaded.arpa == folder / "lm.arpa"
