@@ -1,6 +1,6 @@
 """Transcribe a manifest with one system in this process; print one JSON object (bench/peers.py runs it).
 
-Usage: python bench/peer_worker.py SYSTEM MANIFEST [--max N] [--model PATH] [--chunk-ms N] [--int8]
+Usage: python bench/peer_worker.py SYSTEM MANIFEST [--max N] [--model PATH] [--chunk-ms N] [--int8] [--lm auto|off]
 SYSTEM: ambient | pocketsphinx | whisper-tiny.en
 """
 
@@ -29,11 +29,13 @@ def _ambient(args: argparse.Namespace) -> tuple[Any, Any]:
 
     from ambient.audio.io import iter_audio_blocks
     from ambient.model.checkpoint import load_model
+    from ambient.model.lexicon_lm import load_lm
     from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
 
     torch.set_num_threads(1)
     model = load_model(args.model, int8=args.int8)
-    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
+    lm = load_lm(args.lm, model_path=args.model, tokenizer=model.tokenizer)  # the daemon's default settings
+    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm)
 
     def run(path: str) -> str:
         hyp, _ = transcribe_blocks(rec, iter_audio_blocks(path, block_samples=480))
@@ -83,6 +85,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--chunk-ms", type=int, default=640)
     ap.add_argument("--int8", action="store_true")
+    ap.add_argument("--lm", default="auto", help="ambient: word LM (auto = beside the model, off = greedy)")
     args = ap.parse_args()
     utts = _utterances(args.manifest, args.max)
     t_load = time.perf_counter()

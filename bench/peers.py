@@ -2,9 +2,11 @@
 
 Usage:
   python bench/peers.py --model models/ambient-base/model.pt --manifest NAME=PATH [--manifest ...]
-                        [--max 200] [--systems ambient,pocketsphinx,whisper-tiny.en] [--json OUT]
+                        [--max 200] [--systems ambient,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en]
+                        [--json OUT]
 
-Each system runs in its own process (1 thread) so its resident memory is its own. WER uses the
+``ambient`` decodes as the daemon does by default (word LM beside the model), ``ambient-greedy``
+with greedy CTC. Each system runs in its own process (1 thread) so its resident memory is its own. WER uses the
 same text normalization as training (numbers spelled out, lower case, no punctuation). The peers
 are optional extras (`scripts/setup.sh --bench`), not dependencies of the daemon.
 """
@@ -34,20 +36,29 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer([a for a, _ in pairs], [b for _, b in pairs]))
 
 
-def run_system(system: str, manifest: Path, args: argparse.Namespace, *, int8: bool = False) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "peer_worker.py"), system, str(manifest), "--chunk-ms", str(args.chunk_ms)]
+#: ambient variants: name -> (int8, LM setting). "ambient" is what the daemon runs by default.
+AMBIENT_VARIANTS = {"ambient": (False, "auto"), "ambient-int8": (True, "auto"), "ambient-greedy": (False, "off")}
+
+
+def run_system(system: str, manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
+    variant = AMBIENT_VARIANTS.get(system)
+    if variant is not None:
+        int8, lm = variant
+        worker = "ambient"
+    else:
+        worker = system
+    cmd = [sys.executable, str(HERE / "peer_worker.py"), worker, str(manifest), "--chunk-ms", str(args.chunk_ms)]
     if args.max:
         cmd += ["--max", str(args.max)]
-    if system == "ambient":
-        cmd += ["--model", str(args.model)] + (["--int8"] if int8 else [])
+    if variant is not None:
+        cmd += ["--model", str(args.model), "--lm", lm] + (["--int8"] if int8 else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
         return {"system": system, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
     out: dict[str, Any] = json.loads(r.stdout)
     out["wer"] = _wer(out.pop("refs"), out.pop("hyps"))
-    if int8:
-        out["system"] = "ambient-int8"
+    out["system"] = system
     return out
 
 
@@ -57,15 +68,14 @@ def main() -> None:
     ap.add_argument("--manifest", action="append", required=True, help="NAME=PATH of a JSON-lines manifest")
     ap.add_argument("--max", type=int, default=200)
     ap.add_argument("--chunk-ms", type=int, default=640)
-    ap.add_argument("--systems", default="ambient,ambient-int8,pocketsphinx,whisper-tiny.en")
+    ap.add_argument("--systems", default="ambient,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
     for spec in args.manifest:
         name, _, path = spec.partition("=")
         for system in args.systems.split(","):
-            int8 = system == "ambient-int8"
-            res = run_system("ambient" if int8 else system, Path(path), args, int8=int8)
+            res = run_system(system, Path(path), args)
             res["set"] = name
             rows.append(res)
             if "error" in res:
