@@ -3,9 +3,11 @@
 Usage:
     python scripts/model_report.py --model models/ambient-base/model.pt \\
         --manifest dev=data/dev.jsonl --manifest unseen-slt=data/unseen_slt.jsonl \\
-        [--chunks 160,320,640,1280] [--int8] [--limit N] [--json OUT]
+        [--chunks 160,320,640,1280] [--int8] [--lm auto|off|DIR] [--limit N] [--json OUT]
 
-Prints a markdown table (WER with substitutions/deletions/insertions, CER, per-source WER, RTF) for the
+With a word LM (``--lm auto``: the ``lm/`` folder beside the model, the daemon's default) every
+chunk size is decoded with it, plus greedy CTC at 640 ms for reference; ``--int8`` adds int8 weights
+at 640 ms. Prints a markdown table (WER with substitutions/deletions/insertions, CER, per-source WER, RTF) for the
 model card and writes the figures as JSON. Decoding is exactly ``ambient eval``'s.
 """
 
@@ -23,6 +25,7 @@ import jiwer
 import torch
 
 from ambient.model.checkpoint import load_model
+from ambient.model.lexicon_lm import load_lm
 from ambient.train.evaluate import evaluate_streaming
 from ambient.train.manifest import read_manifest
 
@@ -37,6 +40,7 @@ def main() -> int:
     ap.add_argument("--manifest", action="append", required=True, help="NAME=PATH (repeat)")
     ap.add_argument("--chunks", default="640", help="comma-separated chunk lengths in ms")
     ap.add_argument("--int8", action="store_true", help="also decode with int8 weights (at 640 ms)")
+    ap.add_argument("--lm", default="auto", help="word LM: auto (beside the model), off, or a folder")
     ap.add_argument("--limit", type=int, default=None, help="first N utterances of each manifest")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -49,24 +53,29 @@ def main() -> int:
             ap.error(f"--manifest wants NAME=PATH, got {spec!r}")
         manifests.append((name, Path(path)))
     chunks = [int(c) for c in args.chunks.split(",")]
-    variants: list[tuple[str, int]] = [("fp32", c) for c in chunks]
-    if args.int8:
-        variants.append(("int8", 640))
     models = {"fp32": load_model(args.model)}
     if args.int8:
         models["int8"] = load_model(args.model, int8=True)
+    lm = load_lm(args.lm, model_path=args.model, tokenizer=models["fp32"].tokenizer)
+    decoder = "greedy" if lm is None else "lm"
+    variants: list[tuple[str, int, str]] = [("fp32", c, decoder) for c in chunks]
+    if lm is not None:
+        variants.append(("fp32", 640, "greedy"))
+    if args.int8:
+        variants.append(("int8", 640, decoder))
 
     rows: list[dict[str, Any]] = []
     for name, path in manifests:
         utts = read_manifest(path)[: args.limit] if args.limit else read_manifest(path)
-        for precision, chunk in variants:
-            report = evaluate_streaming(models[precision], utts, chunk_ms=chunk)
+        for precision, chunk, dec in variants:
+            report = evaluate_streaming(models[precision], utts, chunk_ms=chunk, lm=lm if dec == "lm" else None)
             o = report.overall
             rows.append(
                 {
                     "manifest": name,
                     "path": str(path),
                     "precision": precision,
+                    "decoder": dec,
                     "chunk_ms": report.chunk_ms,
                     "utterances": o.utterances,
                     "words": o.ref_words,
@@ -87,18 +96,19 @@ def main() -> int:
             )
             r = rows[-1]
             print(
-                f"{name:12s} {precision} {chunk:5d} ms  WER {_pct(r['wer']):>5s}%  ({r['utterances']} utt)",
+                f"{name:12s} {precision} {dec:6s} {chunk:5d} ms  WER {_pct(r['wer']):>5s}%  ({r['utterances']} utt)",
                 file=sys.stderr,
                 flush=True,
             )
 
-    cols = ["data", "precision", "chunk ms", "utterances", "words", "WER %", "sub / del / ins", "CER %"]
+    cols = ["data", "precision", "decoder", "chunk ms", "utterances", "words", "WER %", "sub / del / ins", "CER %"]
     print("| " + " | ".join([*cols, "WER % per source", "RTF"]) + " |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         per = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(r["by_source"].items()))
         print(
-            f"| {r['manifest']} | {r['precision']} | {r['chunk_ms']} | {r['utterances']} | {r['words']} | "
+            f"| {r['manifest']} | {r['precision']} | {r['decoder']} | {r['chunk_ms']} | {r['utterances']} | "
+            f"{r['words']} | "
             f"{_pct(r['wer'])} | {r['sub']} / {r['del']} / {r['ins']} | {_pct(r['cer'])} | {per} | {r['rtf']:.3f} |"
         )
     if args.json:
@@ -107,6 +117,7 @@ def main() -> int:
             "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.processor() or platform.machine(),
             "torch": torch.__version__,
+            "lm": None if lm is None else str(lm.arpa),
             "rows": rows,
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
