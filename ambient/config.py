@@ -246,6 +246,13 @@ class RecognizerConfig(_Section):
         "and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is one, `off` = greedy CTC.",
     )
     lm_weight: float = Field(1.0, ge=0, le=10, description="Weight of the language model's log-probability.")
+
+    @field_validator("lm", mode="before")
+    @classmethod
+    def _lm_switch(cls, v: object) -> object:
+        # YAML reads an unquoted `off` / `on` as a boolean.
+        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
+
     word_score: float = Field(0.0, ge=-10, le=10, description="Score added per word (counters the LM's short bias).")
     beam_size: int = Field(64, ge=1, le=1000, description="Hypotheses kept per frame by the beam search.")
 

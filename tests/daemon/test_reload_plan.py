@@ -33,15 +33,23 @@ def test_restart_only_settings_keep_their_running_values() -> None:
     new = cfg(
         model={"path": "/other/model.pt", "threads": 2},
         socket={"path": "/tmp/y.sock"},
-        recognizer={"chunk_ms": 320},
+        recognizer={"chunk_ms": 320, "lm": False, "lm_weight": 2.0},  # YAML's unquoted `off` is False
         audio={"device": "usb"},
     )
+    assert new.recognizer.lm == "off"
     plan = plan_reload(running, new)
     assert plan.applied == ("audio",)
-    assert set(plan.restart_needed) == {"model.path", "model.threads", "socket.path", "recognizer.chunk_ms"}
+    assert set(plan.restart_needed) == {
+        "model.path",
+        "model.threads",
+        "socket.path",
+        "recognizer.chunk_ms",
+        "recognizer.lm",
+        "recognizer.lm_weight",
+    }
     assert plan.effective.model == running.model
     assert plan.effective.socket == running.socket
-    assert plan.effective.recognizer.chunk_ms == running.recognizer.chunk_ms
+    assert plan.effective.recognizer == running.recognizer
     assert plan.effective.audio.device == "usb"
     again = plan_reload(plan.effective, new)  # still reported until the restart
     assert set(again.restart_needed) == set(plan.restart_needed) and again.applied == ()
