@@ -71,11 +71,19 @@ def find_lm(folder: Path) -> tuple[Path, Path] | None:
 
 def resolve_lm(setting: str, model_path: Path) -> tuple[Path, Path] | None:
     """The LM files a ``recognizer.lm`` setting names: ``off`` -> None, ``auto`` -> the ``lm/``
-    folder beside the model if complete (else None), a folder -> its files (CheckpointError if absent)."""
+    folder beside the model (None if there is none; CheckpointError if it is incomplete), a
+    folder -> its files (CheckpointError if absent)."""
     if setting == "off":
         return None
     if setting == "auto":
-        return find_lm(model_path.parent / "lm")
+        folder = model_path.parent / "lm"
+        found = find_lm(folder)
+        if found is None and folder.is_dir() and any(folder.iterdir()):
+            raise CheckpointError(
+                f"{folder}: incomplete language model (needs lm.arpa or lm.arpa.gz, and lexicon.txt); "
+                "set recognizer.lm: off to decode without one"
+            )
+        return found
     folder = Path(setting).expanduser()
     found = find_lm(folder)
     if found is None:

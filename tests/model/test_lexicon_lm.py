@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ambient.devtools.lm import write_toy_lm
 from ambient.errors import CheckpointError
 from ambient.model.ctc import greedy_decode
 from ambient.model.lexicon_lm import LexiconLm, LmCollapser, LmOptions, find_lm, load_lm, resolve_lm
@@ -15,30 +16,11 @@ from ambient.model.tokenizer import CharTokenizer
 
 TOK = CharTokenizer()
 SPACE = TOK.encode("a b")[1]
-WORDS = ["turn", "on", "off", "the", "kitchen", "light", "lights", "in", "and", "kitten"]
-BIGRAMS = [("<s>", "turn"), ("turn", "on"), ("turn", "off"), ("on", "the"), ("off", "the"), ("the", "kitchen")]
-BIGRAMS += [("kitchen", "light"), ("light", "</s>"), ("kitchen", "lights"), ("lights", "</s>")]
-
-
-def write_lm(folder: Path) -> Path:
-    """A bigram ARPA model favouring "turn on/off the kitchen light(s)", and its lexicon."""
-    folder.mkdir(parents=True, exist_ok=True)
-    unigrams = ["<unk>", "<s>", "</s>", *WORDS]
-    lines = ["\\data\\", f"ngram 1={len(unigrams)}", f"ngram 2={len(BIGRAMS)}", "", "\\1-grams:"]
-    for w in unigrams:
-        prob = -99.0 if w == "<s>" else -1.5
-        lines.append(f"{prob}\t{w}\t-0.5" if w not in ("</s>", "<unk>") else f"{prob}\t{w}")
-    lines += ["", "\\2-grams:"]
-    lines += [f"-0.2\t{a} {b}" for a, b in BIGRAMS]
-    lines += ["", "\\end\\", ""]
-    (folder / "lm.arpa").write_text("\n".join(lines))
-    (folder / "lexicon.txt").write_text("".join(f"{w}\t{' '.join(w)}\n" for w in WORDS))
-    return folder
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory: pytest.TempPathFactory) -> LexiconLm:
-    folder = write_lm(tmp_path_factory.mktemp("lm") / "lm")
+    folder = write_toy_lm(tmp_path_factory.mktemp("lm") / "lm")
     return LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", TOK, LmOptions(word_score=0.0))
 
 
@@ -108,7 +90,7 @@ def test_partial_hypotheses_grow_with_the_frames(lm: LexiconLm) -> None:
 
 
 def test_long_streams_commit_words_and_keep_memory_bounded(lm: LexiconLm, tmp_path: Path) -> None:
-    folder = write_lm(tmp_path / "lm")
+    folder = write_toy_lm(tmp_path / "lm")
     small = LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", TOK, LmOptions(word_score=0.0, commit_frames=40))
     sentence = "turn on the kitchen light"
     lp = torch.cat([emissions(sentence + " ")] * 20)
@@ -136,7 +118,7 @@ def test_empty_and_silent_input(lm: LexiconLm) -> None:
 
 
 def test_bad_lm_files_are_one_line_errors(tmp_path: Path) -> None:
-    folder = write_lm(tmp_path / "lm")
+    folder = write_toy_lm(tmp_path / "lm")
     arpa, lexicon = folder / "lm.arpa", folder / "lexicon.txt"
     bad_lex = tmp_path / "bad-lexicon.txt"
     bad_lex.write_text("kitchen\tk i t c h e n\nlight\tl i t e\n")  # spelling does not match the word
@@ -155,11 +137,15 @@ def test_lm_settings_resolve_to_files(tmp_path: Path) -> None:
     model = tmp_path / "model.pt"
     assert resolve_lm("auto", model) is None  # no lm/ folder: greedy
     assert resolve_lm("off", model) is None
-    folder = write_lm(tmp_path / "lm")
+    folder = write_toy_lm(tmp_path / "lm")
     assert resolve_lm("auto", model) == (folder / "lm.arpa", folder / "lexicon.txt")
+    loaded = load_lm(str(folder), model_path=model, tokenizer=TOK)
+    assert loaded is not None and loaded.arpa == folder / "lm.arpa"
     assert resolve_lm("off", model) is None
     assert find_lm(tmp_path) is None
     with pytest.raises(CheckpointError, match="no language model here"):
         resolve_lm(str(tmp_path / "elsewhere"), model)
-    loaded = load_lm(str(folder), model_path=model, tokenizer=TOK)
-    assert loaded is not None and loaded.arpa == folder / "lm.arpa"
+    (folder / "lexicon.txt").unlink()  # a damaged install: the daemon must say so, not decode greedily
+    with pytest.raises(CheckpointError, match="incomplete language model"):
+        resolve_lm("auto", model)
+    assert resolve_lm("off", model) is None

@@ -131,6 +131,33 @@ def test_broken_model_files_are_one_line_errors(broken_models: dict[str, tuple[P
     _assert_one_line(results[len(names) + 1], 2, "'model.path'")
 
 
+def test_a_damaged_language_model_is_a_one_line_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The LM beside a model is verified like the model: a corrupt or incomplete one stops the
+    daemon with one line (it does not quietly fall back to greedy decoding)."""
+    from ambient.devtools.lm import write_toy_lm
+
+    commands = []
+    for name in ("corrupt", "incomplete", "garbage"):
+        model = _model_dir(tmp_path, name, tiny_checkpoint.read_bytes())
+        lm = write_toy_lm(model.parent / "lm")
+        if name == "corrupt":
+            sums = "".join(
+                f"{hashlib.sha256((lm / f).read_bytes()).hexdigest()}  {f}\n" for f in ("lm.arpa", "lexicon.txt")
+            )
+            (lm / "SHA256SUMS").write_text(sums)
+            with (lm / "lm.arpa").open("ab") as f:
+                f.write(b"\n")
+        elif name == "incomplete":
+            (lm / "lexicon.txt").unlink()
+        else:
+            (lm / "lm.arpa").write_text("not an ARPA file\n")
+        commands.append(["run", "--config", str(_config(tmp_path, name, model))])
+    results = _run_batch(commands)
+    _assert_one_line(results[0], 1, "SHA-256 mismatch")
+    _assert_one_line(results[1], 1, "incomplete language model")
+    _assert_one_line(results[2], 1, "cannot load the language model")
+
+
 @pytest.mark.parametrize("sidecar", [b"", b"\xff\xfe\x00garbage"], ids=["empty", "binary"])
 def test_a_damaged_checksum_file_is_a_one_line_error(tiny_checkpoint: Path, tmp_path: Path, sidecar: bytes) -> None:
     model = _model_dir(tmp_path, "m", tiny_checkpoint.read_bytes(), sidecar=sidecar)
