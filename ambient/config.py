@@ -245,7 +245,7 @@ class RecognizerConfig(_Section):
         description="Word language model for a lexicon beam search: a folder holding `lm.arpa` (or `lm.arpa.gz`) "
         "and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is one, `off` = greedy CTC.",
     )
-    lm_weight: float = Field(1.0, ge=0, le=10, description="Weight of the language model's log-probability.")
+    lm_weight: float = Field(1.25, ge=0, le=10, description="Weight of the language model's log-probability.")
 
     @field_validator("lm", mode="before")
     @classmethod

@@ -53,7 +53,7 @@ class LmOptions:
     beam_size: int = 64
     beam_size_token: int = 12
     beam_threshold: float = 20.0
-    lm_weight: float = 1.0
+    lm_weight: float = 1.25
     word_score: float = 0.0
     unk_score: float = -math.inf
     sil_score: float = 0.0
