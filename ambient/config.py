@@ -118,10 +118,11 @@ class AudioConfig(_Section):
         description="Capture rate for `mic`; null = 16000 if the device supports it, else its native rate (resampled).",
     )
     block_ms: int = Field(
-        30,
+        60,
         ge=10,
         le=200,
-        description="Audio block size handed from the capture callback to the daemon.",
+        description="Audio block size handed from the capture callback to the daemon: smaller answers sooner, "
+        "larger wakes the audio stack less often (60 ms: < 1 % of a core idle, final within hangover + 100 ms).",
     )
     queue_blocks: int = Field(
         200,

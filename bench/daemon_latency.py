@@ -401,7 +401,7 @@ def main() -> int:
     ap.add_argument("--engines", default="espeak-ng,flite", help="speech synthesizers, used in turn")
     ap.add_argument("--lead-s", type=float, default=2.0, help="silence before the first utterance")
     ap.add_argument("--gap-s", type=float, default=2.0, help="silence after each utterance (> hangover)")
-    ap.add_argument("--block-ms", type=int, default=30, help="audio.block_ms")
+    ap.add_argument("--block-ms", type=int, default=60, help="audio.block_ms (the daemon's default: 60)")
     ap.add_argument("--chunk-ms", type=int, default=640, help="recognizer.chunk_ms")
     ap.add_argument("--hangover-ms", type=int, default=600, help="vad.hangover_ms")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")

@@ -42,7 +42,7 @@ for name in "${SELECTED[@]}"; do
     daemon_latency)
       run daemon_latency "$PY" bench/daemon_latency.py "${model_args[@]}" --utterances 30 --json "$OUT/daemon_latency.json" ;;
     idle)
-      run idle "$PY" bench/idle.py "${model_args[@]}" --seconds 60 --windows 6 --block-ms 30,100 --aggressiveness 2,3 --json "$OUT/idle.json" ;;
+      run idle "$PY" bench/idle.py "${model_args[@]}" --seconds 60 --windows 6 --block-ms 30,60,100 --aggressiveness 2,3 --json "$OUT/idle.json" ;;
     gate)
       run gate "$PY" bench/gate.py --seconds 60 --utterances 12 --aggressiveness 2,3 --json "$OUT/gate.json" ;;
     memory)

@@ -34,7 +34,7 @@ import torch
 
 from ambient.errors import CheckpointError
 from ambient.model.checkpoint import recorded_sha256, verify_sha256
-from ambient.model.ctc import Hypothesis, WordTiming
+from ambient.model.ctc import Hypothesis, WordTiming, greedy_decode
 from ambient.model.tokenizer import Tokenizer
 
 __all__ = ["LM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
@@ -302,11 +302,27 @@ class LmCollapser:
         return out
 
     def _best(self) -> list[WordTiming]:
+        """The best path's words, then the frames after its last complete word decoded greedily.
+
+        The search chooses a word only at its boundary, so its best path ends at the last complete
+        word; the greedy tail shows what is being said since (as a partial would without the LM)
+        instead of holding the first partial back until the first word ends."""
         res = self._dec.get_best_hypothesis(0)  # type: ignore[attr-defined]
-        return self._words(res, frames=len(res.tokens) - 1)
+        n = len(res.tokens) - 1
+        words = self._words(res, frames=n) if self._frames else []
+        lp = np.concatenate(self._frames) if self._frames else np.zeros((0, self.lm.vocab_size), np.float32)
+        if n < len(lp):
+            tail = greedy_decode(
+                torch.from_numpy(lp[n:]),
+                self.lm.tokenizer,
+                frame_shift_s=self.frame_shift_s,
+                time_offset_s=self.time_offset_s + (self._base + n) * self.frame_shift_s,
+            )
+            words += tail.words
+        return words
 
     def hypothesis(self) -> Hypothesis:
-        """The best words so far (committed ones plus the current best path)."""
+        """The best words so far: committed ones, the best path, and a greedy tail after it."""
         words = [*self._committed, *self._best()]
         return _hypothesis(words)
 

@@ -89,6 +89,21 @@ def test_partial_hypotheses_grow_with_the_frames(lm: LexiconLm) -> None:
     assert c.finish().text == "turn on the kitchen light"
 
 
+def test_a_partial_shows_the_word_being_spelled(lm: LexiconLm) -> None:
+    """Words are chosen at their boundary; until then a partial shows the letters heard since the
+    last chosen word (greedily), so the first partial does not wait for the first word to end."""
+    lp = emissions("turn on the kitchen light")
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    c.push(lp[: len("tu") * 3])
+    assert c.hypothesis().text == "tu"
+    c.push(lp[len("tu") * 3 : len("turn on the kit") * 3])
+    hyp = c.hypothesis()
+    assert hyp.text == "turn on the kit"
+    assert hyp.words[-1].start < hyp.words[-1].end
+    c.push(lp[len("turn on the kit") * 3 :])
+    assert c.finish().text == "turn on the kitchen light"
+
+
 def test_long_streams_commit_words_and_keep_memory_bounded(lm: LexiconLm, tmp_path: Path) -> None:
     folder = write_toy_lm(tmp_path / "lm")
     small = LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", TOK, LmOptions(word_score=0.0, commit_frames=40))
@@ -108,6 +123,7 @@ def test_long_streams_commit_words_and_keep_memory_bounded(lm: LexiconLm, tmp_pa
 
 def test_empty_and_silent_input(lm: LexiconLm) -> None:
     c = LmCollapser(lm, frame_shift_s=0.04)
+    assert c.hypothesis().text == ""
     assert c.finish().text == ""
     c = LmCollapser(lm, frame_shift_s=0.04)
     c.push(torch.zeros(0, TOK.vocab_size))
