@@ -11,7 +11,8 @@ The document is hand-written prose with generated blocks between markers::
 NAME is ``machine`` or a benchmark: ``stream_speed``, ``daemon_latency``, ``idle``, ``memory``,
 ``scaling``, ``peers``, ``gate``; its results are read from ``RESULTS/NAME.json``. A block whose results are
 missing says so. Results taken on a busy machine (load average above a quarter of the cores at the
-start, or that plus the benchmark's own thread at the end) are marked **preliminary**. ``--check`` exits 1 if the document is not up to date.
+start, or that plus the benchmark's own thread at the end) are marked **preliminary**. ``--check``
+exits 1 if the document is not up to date.
 """
 
 from __future__ import annotations
