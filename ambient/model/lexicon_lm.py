@@ -218,8 +218,8 @@ class LmCollapser:
         self.time_offset_s = time_offset_s
         self._dec = lm.new_decoder()
         self._dec.decode_begin()  # type: ignore[attr-defined]
-        self._frames: list[np.ndarray] = []  # log-probs of the frames not yet committed
-        self._base = 0  # frame index of self._frames[0]
+        self._lp = np.zeros((0, lm.vocab_size), np.float32)  # (T, V) log-probs not yet committed
+        self._base = 0  # frame index of self._lp[0]
         self._t = 0
         self._committed: list[WordTiming] = []
         self._last_text = ""
@@ -244,7 +244,7 @@ class LmCollapser:
         if not len(lp):
             return False
         self._step(lp)
-        self._frames.append(lp)
+        self._lp = np.concatenate([self._lp, lp])
         self._t += len(lp)
         if self._t - self._base > 2 * self.lm.options.commit_frames:
             self._commit()
@@ -259,19 +259,17 @@ class LmCollapser:
         n = len(res.tokens) - 1  # tokens[0] is the start state
         if n <= 0:
             return
-        words = self._words(res, frames=n)
-        # Keep only words whose letters all lie before the cut; the decoder keeps the rest.
-        self._committed.extend(words)
+        # The result ends at the last word completed before the cut; prune() drops the same frames.
+        self._committed.extend(self._words(res, frames=n))
         self._dec.prune(look_back)  # type: ignore[attr-defined]
-        all_lp = np.concatenate(self._frames) if len(self._frames) > 1 else self._frames[0]
-        self._frames = [all_lp[n:]]
+        self._lp = self._lp[n:]
         self._base += n
 
     def _words(self, res: object, *, frames: int) -> list[WordTiming]:
         """Words of a flashlight result covering ``frames`` frames from ``self._base``."""
         tokens = list(res.tokens)[1 : frames + 1]  # type: ignore[attr-defined]
         word_ids = [w for w in res.words if w >= 0]  # type: ignore[attr-defined]
-        lp = np.concatenate(self._frames) if len(self._frames) > 1 else self._frames[0]
+        lp = self._lp
         spans: list[tuple[int, int, float]] = []  # (first frame, last frame, mean posterior)
         start = -1
         probs: list[float] = []
@@ -309,11 +307,10 @@ class LmCollapser:
         instead of holding the first partial back until the first word ends."""
         res = self._dec.get_best_hypothesis(0)  # type: ignore[attr-defined]
         n = len(res.tokens) - 1
-        words = self._words(res, frames=n) if self._frames else []
-        lp = np.concatenate(self._frames) if self._frames else np.zeros((0, self.lm.vocab_size), np.float32)
-        if n < len(lp):
+        words = self._words(res, frames=n)
+        if n < len(self._lp):
             tail = greedy_decode(
-                torch.from_numpy(lp[n:]),
+                torch.from_numpy(self._lp[n:]),
                 self.lm.tokenizer,
                 frame_shift_s=self.frame_shift_s,
                 time_offset_s=self.time_offset_s + (self._base + n) * self.frame_shift_s,
@@ -332,7 +329,7 @@ class LmCollapser:
             sep = np.full((1, self.lm.vocab_size), _IMPOSSIBLE, dtype=np.float32)
             sep[0, self.lm.sil] = 0.0
             self._step(sep)
-            self._frames.append(sep)
+            self._lp = np.concatenate([self._lp, sep])
             self._dec.decode_end()  # type: ignore[attr-defined]
             self._ended = True
         hyps = self._dec.get_all_final_hypothesis()  # type: ignore[attr-defined]

@@ -113,7 +113,7 @@ def test_long_streams_commit_words_and_keep_memory_bounded(lm: LexiconLm, tmp_pa
     held = 0
     for i in range(0, len(lp), 16):
         c.push(lp[i : i + 16])
-        held = max(held, sum(len(f) for f in c._frames))
+        held = max(held, len(c._lp))
     hyp = c.finish()
     assert hyp.text == " ".join([sentence] * 20)
     assert held <= 2 * 40 + 16 + 1  # frames kept for the search, not the whole stream
