@@ -1,21 +1,27 @@
 """The sharing study: the same data and the same number of steps for each weight-sharing scheme.
 
 Usage:
-    python scripts/sharing_study.py --base configs/train/base.yaml --steps 1500 --out runs/study \\
+    python scripts/sharing_study.py --base configs/train/study.yaml --steps 500 --out runs/study \\
         [--variants none-3L,none-6L,repeat-3of6,lowrank-6L-r88,residual-6L-K3] [--dev MANIFEST] \\
-        [--json docs/sharing_study.json] [--png docs/sharing_study.png]
+        [--lm DIR] [--json docs/sharing_study.json] [--png docs/sharing_study.png]
 
 Every variant takes the base config's data, optimization (with ``max_steps = --steps``, no time
-limit, no ``init_from``), chunking and run settings, and only changes the ``model`` section. Each
-trains in ``OUT/NAME`` with ``ambient train`` (so an interrupted study resumes where it stopped:
-run the same command again), then its final model is measured: stored and virtual parameters,
-dev WER through the streaming path at 640 ms chunks, and streaming RTF on 1 thread (20 s of audio
-fed in 10 ms blocks, features included). Prints a markdown table and writes JSON and a PNG (dev
-WER against stored parameters) for ``docs/model.md``.
+limit), chunking and run settings (``init_from``/``init_parts`` included), and only changes the
+``model`` section. Each trains in ``OUT/NAME`` with ``ambient train`` (so an interrupted study
+resumes where it stopped: run the same command again), then its final model is measured: stored
+and virtual parameters, dev WER through the streaming path at 640 ms chunks (greedy, and with the
+word LM of ``--lm``), and streaming RTF on 1 thread (20 s of audio fed in 10 ms blocks, features
+included). Prints a markdown table and writes JSON and a PNG (dev WER against stored parameters)
+for ``docs/model.md``.
 
 The variants are sized around the default model (d = 144): equal stored parameters (≈ 1.67M:
 ``none-3L``, ``repeat-3of6``, ``lowrank-6L-r88``, ``residual-6L-K3``) and equal compute
 (≈ 3.1–3.6M applied per frame: ``none-6L``, ``repeat-3of6``, ``residual-6L-K3``).
+
+``configs/train/study.yaml`` starts every variant from the same pretrained pieces of the shipped
+model (convolutional front end, output layer, feature normalization: ``run.init_parts``) with
+fresh encoder layers. From a random front end every variant would first sit ≈ 40 h of audio
+(≈ 35 minutes of this machine each) on the CTC blank plateau, where all WERs are 100 %.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import yaml
 from ambient.model.checkpoint import load_model
 from ambient.model.dims import SharingConfig
 from ambient.model.info import stored_params, virtual_params
+from ambient.model.lexicon_lm import load_lm
 from ambient.stream.recognizer import StreamingRecognizer
 from ambient.train.config import load_train_config
 from ambient.train.evaluate import evaluate_streaming
@@ -62,7 +69,6 @@ def variant_config(base: dict[str, Any], name: str, steps: int, out: Path) -> di
     cfg["optim"]["max_hours"] = None
     cfg["optim"]["warmup_steps"] = min(cfg["optim"]["warmup_steps"], max(1, steps // 5))
     cfg["run"]["output_dir"] = str(out / name)
-    cfg["run"]["init_from"] = None
     cfg["run"]["name"] = f"study-{name}"
     cfg["run"]["dev_every_steps"] = steps
     return cfg
@@ -83,6 +89,13 @@ def streaming_rtf(model: Any, seconds: float = 20.0) -> float:
     return best / seconds
 
 
+def _final_loss(run_dir: Path, last: int = 5) -> float:
+    """Mean training loss of the last ``last`` metrics records of a run (``metrics.jsonl``)."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = [r["loss"] for r in records if r.get("kind") == "train"][-last:]
+    return float(np.mean(losses)) if losses else float("nan")
+
+
 def plot(rows: list[dict[str, Any]], png: Path) -> None:
     import matplotlib
 
@@ -90,10 +103,16 @@ def plot(rows: list[dict[str, Any]], png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r in rows:
-        ax.scatter(r["stored_params"] / 1e6, 100 * r["dev_wer"], s=20 + r["virtual_params"] / 1e5)
-        xy = (r["stored_params"] / 1e6, 100 * r["dev_wer"])
-        ax.annotate(r["name"], xy, textcoords="offset points", xytext=(5, 4))
+    for i, r in enumerate(rows):
+        x = r["stored_params"] / 1e6
+        size = 20 + r["virtual_params"] / 1e5
+        color = f"C{i}"
+        ax.scatter(x, 100 * r["dev_wer"], s=size, facecolors="none", edgecolors=color)
+        best = r["dev_wer"] if r["dev_wer_lm"] is None else r["dev_wer_lm"]
+        ax.scatter(x, 100 * best, s=size, color=color)
+        ax.annotate(r["name"], (x, 100 * best), textcoords="offset points", xytext=(5, 4))
+    if any(r["dev_wer_lm"] is not None for r in rows):
+        ax.text(0.01, 0.01, "filled: with the word LM; hollow: greedy", transform=ax.transAxes, fontsize=8)
     ax.set_xlabel("stored parameters (millions); marker size: virtual parameters")
     ax.set_ylabel("dev WER % (streaming, 640 ms)")
     ax.set_title(f"Weight sharing at an equal budget ({rows[0]['steps']} steps)")
@@ -110,6 +129,7 @@ def main() -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--dev", type=Path, default=None, help="dev manifest (default: the base config's)")
     ap.add_argument("--dev-limit", type=int, default=None, help="first N dev utterances")
+    ap.add_argument("--lm", default="off", help="word LM folder for a second dev WER (off: greedy only)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None)
     args = ap.parse_args()
@@ -136,6 +156,8 @@ def main() -> int:
         model = load_model(args.out / name / "last.pt")
         torch.set_num_threads(1)
         report = evaluate_streaming(model, dev_utts, chunk_ms=640)
+        lm = load_lm(args.lm, model_path=args.out / name / "last.pt", tokenizer=model.tokenizer)
+        lm_wer = None if lm is None else evaluate_streaming(model, dev_utts, chunk_ms=640, lm=lm).overall.wer
         rows.append(
             {
                 "name": name,
@@ -145,6 +167,8 @@ def main() -> int:
                 "stored_params": stored_params(model),
                 "virtual_params": virtual_params(model),
                 "dev_wer": report.overall.wer,
+                "dev_wer_lm": lm_wer,
+                "train_loss": _final_loss(args.out / name),
                 "dev_utterances": report.overall.utterances,
                 "rtf": streaming_rtf(model),
                 "train_wall_hours_this_call": round(hours, 3),
@@ -153,12 +177,17 @@ def main() -> int:
         )
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
 
-    print("| variant | sharing | virtual layers | stored params | virtual params | dev WER % | RTF (1 thread) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "| variant | sharing | virtual layers | stored params | virtual params | train loss | "
+        "dev WER % greedy | dev WER % LM | RTF (1 thread) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        lm_cell = "–" if r["dev_wer_lm"] is None else f"{100 * r['dev_wer_lm']:.1f}"
         print(
             f"| {r['name']} | {r['sharing']} | {r['layers']} | {r['stored_params'] / 1e6:.2f}M | "
-            f"{r['virtual_params'] / 1e6:.2f}M | {100 * r['dev_wer']:.1f} | {r['rtf']:.4f} |"
+            f"{r['virtual_params'] / 1e6:.2f}M | {r['train_loss']:.3f} | {100 * r['dev_wer']:.1f} | {lm_cell} | "
+            f"{r['rtf']:.4f} |"
         )
     if args.json:
         args.json.write_text(json.dumps({"base": str(args.base), "dev": str(dev), "rows": rows}, indent=2) + "\n")

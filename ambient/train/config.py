@@ -190,6 +190,13 @@ class RunConfig(_Section):
         "`last.pt`); model and tokenizer must match. Optimizer, schedule and data order start fresh. "
         "Ignored when the run directory already holds a training state (that one is resumed).",
     )
+    init_parts: list[str] | None = Field(
+        None,
+        description="With `init_from`: copy only the tensors whose names start with one of these prefixes "
+        "(e.g. `[encoder.subsampling, head, norm_]`: front end, output layer and feature normalization), "
+        "so that models with other layers or weight sharing can start from the same pieces. Each copied "
+        "tensor must have the same shape; the rest keeps its fresh initialization. Null: the whole model.",
+    )
 
 
 class TrainConfig(_Section):

@@ -266,10 +266,10 @@ class Trainer:
         self._load_data()
         resumed = self._maybe_resume(require_resume)
         if not resumed:
-            if cfg.run.init_from is not None:
-                self._init_from(cfg.run.init_from)
-            else:
+            if cfg.run.init_from is None or cfg.run.init_parts is not None:
                 self._init_normalization()
+            if cfg.run.init_from is not None:
+                self._init_from(cfg.run.init_from, cfg.run.init_parts)
         self.resumed_from = resumed
         self.ddp: torch.nn.Module = (
             DistributedDataParallel(
@@ -371,13 +371,31 @@ class Trainer:
             "feature statistics", frames=frames, mean=round(float(mean.mean()), 3), std=round(float(std.mean()), 3)
         )
 
-    def _init_from(self, path: Path) -> None:
-        """Copy weights and normalization from an exported model of the same dims and tokenizer."""
+    def _init_from(self, path: Path, parts: list[str] | None = None) -> None:
+        """Copy weights and normalization from an exported model of the same dims and tokenizer.
+
+        With ``parts``, copy only the tensors whose names start with one of those prefixes; the
+        starting model may then differ in layers and sharing, but each copied tensor must match.
+        """
         start = load_model(path)
-        if start.dims != self.model.dims or start.tokenizer.to_dict() != self.tokenizer.to_dict():
-            raise ConfigError(f"run.init_from: {path} has different model dims or tokenizer than this config")
-        self.model.load_state_dict(start.state_dict(), strict=True)
-        _log.info("initialized from model", path=str(path))
+        if start.tokenizer.to_dict() != self.tokenizer.to_dict():
+            raise ConfigError(f"run.init_from: {path} has a different tokenizer than this config")
+        if parts is None:
+            if start.dims != self.model.dims:
+                raise ConfigError(f"run.init_from: {path} has different model dims than this config")
+            self.model.load_state_dict(start.state_dict(), strict=True)
+            _log.info("initialized from model", path=str(path))
+            return
+        mine = self.model.state_dict()
+        theirs = {k: v for k, v in start.state_dict().items() if any(k.startswith(p) for p in parts)}
+        for prefix in parts:
+            if not any(k.startswith(prefix) for k in theirs):
+                raise ConfigError(f"run.init_parts: {path} has no tensor named {prefix}*")
+        for key, value in theirs.items():
+            if key not in mine or mine[key].shape != value.shape:
+                raise ConfigError(f"run.init_parts: {key} of {path} does not fit this model")
+        self.model.load_state_dict(theirs, strict=False)
+        _log.info("initialized parts from model", path=str(path), parts=parts, tensors=len(theirs))
 
     def _maybe_resume(self, required: bool) -> Path | None:
         found = load_latest_training_state(self.run_dir)

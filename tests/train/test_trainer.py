@@ -396,17 +396,27 @@ def test_resume_requires_a_state_and_a_matching_model(digits: tuple[Path, Path],
         Trainer(cfg=other)
 
 
-def test_init_from_copies_weights_and_normalization_but_not_the_schedule(
-    digits: tuple[Path, Path], tmp_path: Path
-) -> None:
-    from ambient.model.checkpoint import load_model, save_model
+def _starting_model(train: Path, dev: Path, tmp_path: Path) -> Trainer:
+    """A trainer whose weights and normalization a fresh initialization cannot produce, exported
+    to ``tmp_path/start.pt``."""
+    from ambient.model.checkpoint import save_model
 
-    train, dev = digits
     first = Trainer(cfg=parse_train_config(_config(train, dev, tmp_path / "first")))
     with torch.no_grad():
         for p in first.model.parameters():
-            p.add_(0.01)  # weights that a fresh initialization cannot produce
+            p.add_(0.01)
+        first.model.norm_mean.add_(1.0)
     save_model(first.model, tmp_path / "start.pt")
+    return first
+
+
+def test_init_from_copies_weights_and_normalization_but_not_the_schedule(
+    digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from ambient.model.checkpoint import load_model
+
+    train, dev = digits
+    _starting_model(train, dev, tmp_path)
     start = load_model(tmp_path / "start.pt")
 
     cfg = parse_train_config(_config(train, dev, tmp_path / "second", **{"run.init_from": str(tmp_path / "start.pt")}))
@@ -425,6 +435,35 @@ def test_init_from_copies_weights_and_normalization_but_not_the_schedule(
     missing = parse_train_config(_config(train, dev, tmp_path / "fifth", **{"run.init_from": str(tmp_path / "no.pt")}))
     with pytest.raises(CheckpointError):
         Trainer(cfg=missing)
+
+
+def test_init_parts_copies_only_the_named_pieces_into_a_model_with_other_sharing(
+    digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, dev = digits
+    first = _starting_model(train, dev, tmp_path)
+
+    parts = ["encoder.subsampling", "head", "norm_"]
+    other_model = {"model.n_layers": 3, "model.sharing": {"scheme": "none"}}  # other layers and sharing
+
+    def from_start(run: str, take: list[str], **overrides: Any) -> Trainer:
+        init = {"run.init_from": str(tmp_path / "start.pt"), "run.init_parts": take}
+        return Trainer(cfg=parse_train_config(_config(train, dev, tmp_path / run, **overrides, **init)))
+
+    second = from_start("second", parts, **other_model)
+    fresh = Trainer(cfg=parse_train_config(_config(train, dev, tmp_path / "third", **other_model)))
+    start = first.model.state_dict()
+    for name, value in second.model.state_dict().items():
+        if any(name.startswith(p) for p in parts):
+            assert torch.equal(value, start[name]), name
+        elif value.is_floating_point() and name.startswith("encoder.") and value.numel() > 1:
+            assert torch.equal(value, fresh.model.state_dict()[name]), name  # fresh initialization kept
+    assert torch.equal(second.model.head.weight, first.model.head.weight)
+
+    with pytest.raises(ConfigError, match=r"run\.init_parts: encoder\.subsampling\.\S+ of .* does not fit"):
+        from_start("fourth", parts, **{"model.d_model": 32})
+    with pytest.raises(ConfigError, match=r"run\.init_parts: .* has no tensor named decoder\*"):
+        from_start("fifth", ["decoder"])
 
 
 def test_wall_time_limit_stops_the_run_with_a_saved_state(digits: tuple[Path, Path], tmp_path: Path) -> None:
