@@ -212,7 +212,7 @@ def main() -> int:
     ap.add_argument("--variants", default="fp32,int8", help=f"comma-separated from {', '.join(VARIANTS)}")
     ap.add_argument("--hours", type=float, default=0.05, help="simulated audio per variant (full run: 1)")
     ap.add_argument("--samples", type=int, default=20, help="RSS samples along the simulated audio")
-    ap.add_argument("--block-ms", type=int, default=30, help="audio.block_ms")
+    ap.add_argument("--block-ms", type=int, default=60, help="audio.block_ms (the daemon default)")
     ap.add_argument("--settle-s", type=float, default=2.0, help="wait after the daemon is ready")
     ap.add_argument("--engines", default="espeak-ng,flite", help="speech synthesizers for the utterances")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
