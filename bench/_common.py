@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,7 +50,6 @@ __all__ = [
     "summarize",
     "synthesize",
     "under_load",
-    "wait_until",
     "write_results",
     "write_wav",
 ]
@@ -448,12 +446,3 @@ def write_results(
         os.replace(tmp, path)
         print(f"results: {path}")
     return doc
-
-
-def wait_until(cond: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.05) -> None:
-    """Poll ``cond`` until it holds; raises ``TimeoutError`` naming ``what`` (guards against hangs)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)

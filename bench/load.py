@@ -54,7 +54,10 @@ _GAP_S = 1.5
 
 
 class ClientPool:
-    """``n`` socket clients read by one selector thread; each keeps the messages it received."""
+    """``n`` socket clients read by one selector thread; each keeps the messages it received.
+
+    Not :class:`ambient.devtools.client.Client` (a thread per connection): a hundred clients must
+    not add a hundred Python threads to the machine whose load is being measured."""
 
     def __init__(self, path: Path, n: int) -> None:
         self.messages: list[list[dict[str, Any]]] = [[] for _ in range(n)]

@@ -44,12 +44,12 @@ from _common import (
     print_table,
     resolve_model,
     synthesize,
-    wait_until,
     write_results,
 )
 
 from ambient.devtools.client import EventRecorder
 from ambient.devtools.daemon import DaemonProcess, daemon_config
+from ambient.devtools.waiting import wait_until
 
 VARIANTS: tuple[str, ...] = ("fp32", "int8", "int8-at-load")
 MB = 1024 * 1024

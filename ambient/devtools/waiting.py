@@ -11,10 +11,14 @@ __all__ = ["WAIT_S", "wait_until"]
 WAIT_S = 60.0
 
 
-def wait_until(cond: Callable[[], bool], *, timeout: float = WAIT_S, what: str = "condition") -> None:
-    """Poll ``cond`` every 50 ms until it holds; ``AssertionError`` naming ``what`` after ``timeout`` s."""
+def wait_until(
+    cond: Callable[[], bool], *, timeout: float = WAIT_S, what: str = "condition", poll: float = 0.05
+) -> None:
+    """Poll ``cond`` every ``poll`` s until it holds; ``AssertionError`` naming ``what`` after ``timeout`` s.
+
+    ``poll=0`` suits a ``cond`` that takes its own time (a CPU-use sample over half a second)."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
