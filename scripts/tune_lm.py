@@ -82,9 +82,10 @@ def main() -> int:
     t0 = time.perf_counter()
     greedy = [normalize_text(greedy_decode(torch.cat(c), model.tokenizer, frame_shift_s=shift).text) for c in per_utt]
     score("greedy", greedy, time.perf_counter() - t0)
+    loaded = LexiconLm(*found, model.tokenizer)
     for w in _floats(args.weights):
         for ws in _floats(args.word_scores):
-            lm = LexiconLm(*found, model.tokenizer, LmOptions(lm_weight=w, word_score=ws, beam_size=args.beam_size))
+            lm = loaded.with_options(LmOptions(lm_weight=w, word_score=ws, beam_size=args.beam_size))
             t0 = time.perf_counter()
             hyps: list[str] = []
             for utt_chunks in per_utt:

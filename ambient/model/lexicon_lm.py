@@ -22,6 +22,7 @@ before them is pruned.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import sys
@@ -182,8 +183,14 @@ class LexiconLm:
             _, score = self._lm.score(start, idx)
             self._trie.insert([pieces.index(c) for c in spelling.split()] + [self.sil], idx, score)
         self._trie.smear(fl.SmearingMode.MAX)
-        o = self.options
-        self._fl_options = fl.LexiconDecoderOptions(
+        self._fl_options = self._decoder_options(self.options)
+        self.vocab_size = len(pieces)
+
+    @staticmethod
+    def _decoder_options(o: LmOptions) -> object:
+        from flashlight.lib.text import decoder as fl
+
+        return fl.LexiconDecoderOptions(
             beam_size=o.beam_size,
             beam_size_token=o.beam_size_token,
             beam_threshold=o.beam_threshold,
@@ -194,7 +201,14 @@ class LexiconLm:
             log_add=False,
             criterion_type=fl.CriterionType.CTC,
         )
-        self.vocab_size = len(pieces)
+
+    def with_options(self, options: LmOptions) -> LexiconLm:
+        """The same loaded LM, lexicon and trie with other search settings (no reload: a grid search
+        over ``lm_weight``/``word_score``/``beam_size`` costs one load)."""
+        other = copy.copy(self)
+        other.options = options
+        other._fl_options = self._decoder_options(options)
+        return other
 
     def new_decoder(self) -> object:
         """A fresh flashlight decoder over the shared trie and LM."""

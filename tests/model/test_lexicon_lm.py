@@ -72,6 +72,18 @@ def test_misspellings_become_the_words_the_lm_expects(lm: LexiconLm) -> None:
     assert decode(lm, lp) == "turn on the kitchen light"
 
 
+def test_with_options_reuses_the_loaded_lm_and_decodes_like_a_fresh_load(lm: LexiconLm, tmp_path: Path) -> None:
+    lp = emissions("tarn on tha kitchan light", second="turn on the kitchen light")
+    folder = write_toy_lm(tmp_path / "lm")
+    for options in (LmOptions(lm_weight=0.0, word_score=-30.0), LmOptions(lm_weight=20.0), LmOptions(word_score=0.0)):
+        reused = lm.with_options(options)
+        assert reused.options == options and reused._lm is lm._lm and reused._trie is lm._trie
+        fresh = LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", TOK, options)
+        assert decode(reused, lp) == decode(fresh, lp)
+    assert decode(lm.with_options(LmOptions(lm_weight=0.0, word_score=-30.0)), lp) == "turn"  # options take effect
+    assert lm.options == LmOptions(word_score=0.0) and decode(lm, lp) == "turn on the kitchen light"  # untouched
+
+
 def test_the_result_does_not_depend_on_how_frames_are_split(lm: LexiconLm) -> None:
     lp = emissions("turn off the kitchen lights", noise=2.0, seed=3)
     results = {decode(lm, lp, piece) for piece in (1, 3, 16, len(lp))}
