@@ -131,11 +131,13 @@ class AudioConfig(_Section):
         description="Bound of the capture queue in blocks; overflowing blocks are dropped, counted and logged.",
     )
     idle_poll_ms: int = Field(
-        100,
+        200,
         ge=0,
         le=1000,
         description="While no utterance is open, collect microphone blocks this often instead of waking for each "
-        "one (fewer wake-ups on silence); delays the start of an utterance by at most this, never its end. 0 = off.",
+        "one (fewer wake-ups on silence). Batching ends when the gate opens; nothing is announced before "
+        "`vad.min_speech_ms` more of voiced audio, so a poll shorter than that adds no latency (measured: none at "
+        "200 ms). Never delays an utterance's end. 0 = off.",
     )
     reopen_initial_s: float = Field(0.5, gt=0, le=60, description="First delay before reopening a lost device.")
     reopen_max_s: float = Field(

@@ -402,7 +402,7 @@ def main() -> int:
     ap.add_argument("--lead-s", type=float, default=2.0, help="silence before the first utterance")
     ap.add_argument("--gap-s", type=float, default=2.0, help="silence after each utterance (> hangover)")
     ap.add_argument("--block-ms", type=int, default=60, help="audio.block_ms (the daemon's default: 60)")
-    ap.add_argument("--idle-poll-ms", type=int, default=100, help="audio.idle_poll_ms (the daemon's default: 100)")
+    ap.add_argument("--idle-poll-ms", type=int, default=200, help="audio.idle_poll_ms (the daemon's default: 200)")
     ap.add_argument("--chunk-ms", type=int, default=640, help="recognizer.chunk_ms")
     ap.add_argument("--hangover-ms", type=int, default=600, help="vad.hangover_ms")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")

@@ -261,7 +261,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="measurement window per condition (full run: 60)")
     ap.add_argument("--windows", type=int, default=5, help="equal parts of the window (their median is reported)")
     ap.add_argument("--block-ms", default="30,60,100", help="audio.block_ms values to compare (default 60)")
-    ap.add_argument("--idle-poll-ms", type=int, default=100, help="audio.idle_poll_ms (the daemon's default: 100)")
+    ap.add_argument("--idle-poll-ms", type=int, default=200, help="audio.idle_poll_ms (the daemon's default: 200)")
     ap.add_argument(
         "--aggressiveness",
         default=str(VadConfig().aggressiveness),

@@ -102,15 +102,16 @@ def plot(rows: list[dict[str, Any]], png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
     for i, r in enumerate(rows):
         x = r["stored_params"] / 1e6
         size = 20 + r["virtual_params"] / 1e5
         color = f"C{i}"
         ax.scatter(x, 100 * r["dev_wer"], s=size, facecolors="none", edgecolors=color)
         best = r["dev_wer"] if r["dev_wer_lm"] is None else r["dev_wer_lm"]
-        ax.scatter(x, 100 * best, s=size, color=color)
-        ax.annotate(r["name"], (x, 100 * best), textcoords="offset points", xytext=(5, 4))
+        label = f"{r['name']}: {r['virtual_params'] / 1e6:.2f}M virtual"
+        ax.scatter(x, 100 * best, s=size, color=color, label=label)
+    ax.legend(fontsize=8, loc="center right")
     if any(r["dev_wer_lm"] is not None for r in rows):
         ax.text(0.01, 0.01, "filled: with the word LM; hollow: greedy", transform=ax.transAxes, fontsize=8)
     ax.set_xlabel("stored parameters (millions); marker size: virtual parameters")
@@ -132,7 +133,13 @@ def main() -> int:
     ap.add_argument("--lm", default="off", help="word LM folder for a second dev WER (off: greedy only)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--png", type=Path, default=None)
+    ap.add_argument("--replot", action="store_true", help="only redraw --png from the rows in --json")
     args = ap.parse_args()
+    if args.replot:
+        if args.json is None or args.png is None:
+            ap.error("--replot needs --json (to read) and --png (to write)")
+        plot(json.loads(args.json.read_text())["rows"], args.png)
+        return 0
     names = args.variants.split(",")
     for n in names:
         if n not in VARIANTS:
