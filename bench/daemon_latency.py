@@ -64,9 +64,12 @@ from _common import (
 )
 
 from ambient.audio.io import read_audio
+from ambient.config import AudioConfig
 from ambient.devtools.client import EventRecorder, Received
 from ambient.devtools.daemon import DaemonProcess, daemon_config
 from ambient.devtools.pulse import VirtualMic, pulse_missing
+
+_AUDIO = AudioConfig()  # the daemon's defaults
 
 #: A final this long after the hangover still meets the target.
 TARGET_MARGIN_MS = 150.0
@@ -401,8 +404,13 @@ def main() -> int:
     ap.add_argument("--engines", default="espeak-ng,flite", help="speech synthesizers, used in turn")
     ap.add_argument("--lead-s", type=float, default=2.0, help="silence before the first utterance")
     ap.add_argument("--gap-s", type=float, default=2.0, help="silence after each utterance (> hangover)")
-    ap.add_argument("--block-ms", type=int, default=60, help="audio.block_ms (the daemon's default: 60)")
-    ap.add_argument("--idle-poll-ms", type=int, default=200, help="audio.idle_poll_ms (the daemon's default: 200)")
+    ap.add_argument("--block-ms", type=int, default=_AUDIO.block_ms, help=f"audio.block_ms (default {_AUDIO.block_ms})")
+    ap.add_argument(
+        "--idle-poll-ms",
+        type=int,
+        default=_AUDIO.idle_poll_ms,
+        help=f"audio.idle_poll_ms (default {_AUDIO.idle_poll_ms})",
+    )
     ap.add_argument("--chunk-ms", type=int, default=640, help="recognizer.chunk_ms")
     ap.add_argument("--hangover-ms", type=int, default=600, help="vad.hangover_ms")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")

@@ -53,10 +53,12 @@ from _common import (
     write_wav,
 )
 
-from ambient.config import VadConfig
+from ambient.config import AudioConfig, VadConfig
 from ambient.devtools.client import EventRecorder, Received
 from ambient.devtools.daemon import DaemonProcess, daemon_config
 from ambient.devtools.pulse import VirtualMic, pulse_missing
+
+_AUDIO = AudioConfig()  # the daemon's defaults
 
 DEFAULT_NOISE_MANIFEST = REPO.parent / "shared" / "data" / "noise" / "manifest.tsv"
 CONDITIONS: tuple[str, ...] = ("silence", *NOISE_KINDS, "recorded")
@@ -260,8 +262,15 @@ def main() -> int:
     ap.add_argument("--int8", action="store_true", help="run the daemon with model.int8: true")
     ap.add_argument("--seconds", type=float, default=10.0, help="measurement window per condition (full run: 60)")
     ap.add_argument("--windows", type=int, default=5, help="equal parts of the window (their median is reported)")
-    ap.add_argument("--block-ms", default="30,60,100", help="audio.block_ms values to compare (default 60)")
-    ap.add_argument("--idle-poll-ms", type=int, default=200, help="audio.idle_poll_ms (the daemon's default: 200)")
+    ap.add_argument(
+        "--block-ms", default="30,60,100", help=f"audio.block_ms values to compare (the daemon's: {_AUDIO.block_ms})"
+    )
+    ap.add_argument(
+        "--idle-poll-ms",
+        type=int,
+        default=_AUDIO.idle_poll_ms,
+        help=f"audio.idle_poll_ms (default {_AUDIO.idle_poll_ms})",
+    )
     ap.add_argument(
         "--aggressiveness",
         default=str(VadConfig().aggressiveness),

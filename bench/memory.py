@@ -47,6 +47,7 @@ from _common import (
     write_results,
 )
 
+from ambient.config import AudioConfig
 from ambient.devtools.client import EventRecorder
 from ambient.devtools.daemon import DaemonProcess, daemon_config
 from ambient.devtools.waiting import wait_until
@@ -212,7 +213,8 @@ def main() -> int:
     ap.add_argument("--variants", default="fp32,int8", help=f"comma-separated from {', '.join(VARIANTS)}")
     ap.add_argument("--hours", type=float, default=0.05, help="simulated audio per variant (full run: 1)")
     ap.add_argument("--samples", type=int, default=20, help="RSS samples along the simulated audio")
-    ap.add_argument("--block-ms", type=int, default=60, help="audio.block_ms (the daemon default)")
+    block_ms = AudioConfig().block_ms
+    ap.add_argument("--block-ms", type=int, default=block_ms, help=f"audio.block_ms (default {block_ms}, the daemon's)")
     ap.add_argument("--settle-s", type=float, default=2.0, help="wait after the daemon is ready")
     ap.add_argument("--engines", default="espeak-ng,flite", help="speech synthesizers for the utterances")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
