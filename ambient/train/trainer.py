@@ -236,6 +236,12 @@ def _empty_window() -> dict[str, float]:
 # --------------------------------------------------------------------------- the trainer
 
 
+def _copies_normalization(parts: list[str] | None) -> bool:
+    """Whether ``run.init_from`` with these ``run.init_parts`` brings the feature normalization
+    (then the training data's statistics need not be computed)."""
+    return parts is None or all(any(k.startswith(p) for p in parts) for k in ("norm_mean", "norm_std"))
+
+
 class Trainer:
     """One rank of a training run. Build it, then call :meth:`run`."""
 
@@ -266,7 +272,7 @@ class Trainer:
         self._load_data()
         resumed = self._maybe_resume(require_resume)
         if not resumed:
-            if cfg.run.init_from is None or cfg.run.init_parts is not None:
+            if cfg.run.init_from is None or not _copies_normalization(cfg.run.init_parts):
                 self._init_normalization()
             if cfg.run.init_from is not None:
                 self._init_from(cfg.run.init_from, cfg.run.init_parts)
