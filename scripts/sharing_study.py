@@ -47,6 +47,7 @@ from ambient.stream.recognizer import StreamingRecognizer
 from ambient.train.config import load_train_config
 from ambient.train.evaluate import evaluate_streaming
 from ambient.train.manifest import read_manifest
+from ambient.train.trainer import build_tokenizer
 
 #: name -> (virtual layers, sharing)
 VARIANTS: dict[str, tuple[int, SharingConfig]] = {
@@ -151,6 +152,8 @@ def main() -> int:
         ap.error("no dev manifest: pass --dev")
     dev_utts = read_manifest(dev)[: args.dev_limit] if args.dev_limit else read_manifest(dev)
     args.out.mkdir(parents=True, exist_ok=True)
+    # One load for all variants: they share the base config's tokenizer.
+    lm = load_lm(args.lm, model_path=args.out / "last.pt", tokenizer=build_tokenizer(base_cfg))
 
     rows: list[dict[str, Any]] = []
     for name in names:
@@ -163,7 +166,6 @@ def main() -> int:
         model = load_model(args.out / name / "last.pt")
         torch.set_num_threads(1)
         report = evaluate_streaming(model, dev_utts, chunk_ms=640)
-        lm = load_lm(args.lm, model_path=args.out / name / "last.pt", tokenizer=model.tokenizer)
         lm_wer = None if lm is None else evaluate_streaming(model, dev_utts, chunk_ms=640, lm=lm).overall.wer
         rows.append(
             {
