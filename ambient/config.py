@@ -248,7 +248,7 @@ class RecognizerConfig(_Section):
         description="Word language model for a lexicon beam search: a folder holding `lm.arpa` (or `lm.arpa.gz`) "
         "and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is one, `off` = greedy CTC.",
     )
-    lm_weight: float = Field(1.25, ge=0, le=10, description="Weight of the language model's log-probability.")
+    lm_weight: float = Field(1.5, ge=0, le=10, description="Weight of the language model's log-probability.")
 
     @field_validator("lm", mode="before")
     @classmethod
@@ -257,7 +257,7 @@ class RecognizerConfig(_Section):
         return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
 
     word_score: float = Field(0.0, ge=-10, le=10, description="Score added per word (counters the LM's short bias).")
-    beam_size: int = Field(64, ge=1, le=1000, description="Hypotheses kept per frame by the beam search.")
+    beam_size: int = Field(128, ge=1, le=1000, description="Hypotheses kept per frame by the beam search.")
 
 
 class SocketConfig(_Section):

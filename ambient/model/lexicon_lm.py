@@ -51,10 +51,10 @@ _IMPOSSIBLE = -1e4
 class LmOptions:
     """Beam-search settings (flashlight ``LexiconDecoderOptions``)."""
 
-    beam_size: int = 64
+    beam_size: int = 128
     beam_size_token: int = 12
     beam_threshold: float = 20.0
-    lm_weight: float = 1.25
+    lm_weight: float = 1.5
     word_score: float = 0.0
     unk_score: float = -math.inf
     sil_score: float = 0.0
