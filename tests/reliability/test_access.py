@@ -117,7 +117,10 @@ def test_group_socket_in_a_private_directory_and_peer_allow_lists(tiny_checkpoin
         assert [m["type"] for m in me.messages] == ["error", "bye"]
         me.close()
 
-        refusals = daemon.events_logged("client refused by allow-list")
+        # The refusal reaches the client before its log line has come through the stderr reader.
+        refused_event = "client refused by allow-list"
+        wait_until(lambda: len(daemon.events_logged(refused_event)) >= 2, what="both refusals logged")
+        refusals = daemon.events_logged(refused_event)
         assert [(r["uid"], r["gid"]) for r in refusals] == [(12345, NOGROUP), (0, 0)]
         assert all(r["level"] == "warning" and r["pid"] > 0 for r in refusals)
         connected = daemon.events_logged("client connected")
