@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ambient.errors import ConfigError
+from ambient.model import decoding_defaults
 
 __all__ = [
     "ENV_OVERRIDES",
@@ -248,7 +249,9 @@ class RecognizerConfig(_Section):
         description="Word language model for a lexicon beam search: a folder holding `lm.arpa` (or `lm.arpa.gz`) "
         "and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is one, `off` = greedy CTC.",
     )
-    lm_weight: float = Field(1.5, ge=0, le=10, description="Weight of the language model's log-probability.")
+    lm_weight: float = Field(
+        decoding_defaults.LM_WEIGHT, ge=0, le=10, description="Weight of the language model's log-probability."
+    )
 
     @field_validator("lm", mode="before")
     @classmethod
@@ -256,8 +259,12 @@ class RecognizerConfig(_Section):
         # YAML reads an unquoted `off` / `on` as a boolean.
         return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
 
-    word_score: float = Field(0.0, ge=-10, le=10, description="Score added per word (counters the LM's short bias).")
-    beam_size: int = Field(128, ge=1, le=1000, description="Hypotheses kept per frame by the beam search.")
+    word_score: float = Field(
+        decoding_defaults.WORD_SCORE, ge=-10, le=10, description="Score added per word (counters the LM's short bias)."
+    )
+    beam_size: int = Field(
+        decoding_defaults.BEAM_SIZE, ge=1, le=1000, description="Hypotheses kept per frame by the beam search."
+    )
 
 
 class SocketConfig(_Section):

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ambient.errors import CheckpointError
+from ambient.model import decoding_defaults
 from ambient.model.checkpoint import recorded_sha256, verify_sha256
 from ambient.model.ctc import Hypothesis, WordTiming, greedy_decode
 from ambient.model.tokenizer import Tokenizer
@@ -51,11 +52,11 @@ _IMPOSSIBLE = -1e4
 class LmOptions:
     """Beam-search settings (flashlight ``LexiconDecoderOptions``)."""
 
-    beam_size: int = 128
+    beam_size: int = decoding_defaults.BEAM_SIZE
     beam_size_token: int = 12
     beam_threshold: float = 20.0
-    lm_weight: float = 1.5
-    word_score: float = 0.0
+    lm_weight: float = decoding_defaults.LM_WEIGHT
+    word_score: float = decoding_defaults.WORD_SCORE
     unk_score: float = -math.inf
     sil_score: float = 0.0
     commit_frames: int = 250

@@ -1,0 +1,17 @@
+"""Default settings of the word-LM beam search, in one place.
+
+Read by :class:`ambient.config.RecognizerConfig` (the daemon's ``recognizer.*`` settings) and by
+:class:`ambient.model.lexicon_lm.LmOptions` (the decoder's own defaults, used by ``ambient eval``,
+``ambient transcribe`` and the scripts), so the two cannot drift apart. Chosen on the dev split with
+``scripts/tune_lm.py`` (see docs/model.md). This module imports nothing: the configuration must load
+without torch.
+"""
+
+from __future__ import annotations
+
+#: Weight of the language model's log-probability.
+LM_WEIGHT = 1.5
+#: Score added per emitted word.
+WORD_SCORE = 0.0
+#: Hypotheses kept per frame.
+BEAM_SIZE = 128
