@@ -122,8 +122,10 @@ class OptimConfig(_Section):
         description="Also stop after this much training wall time, summed over resumed runs; null = no limit.",
     )
     grad_clip: float = Field(5.0, gt=0, description="Clip the global gradient norm to this value.")
-    precision: Literal["bf16", "fp32"] = Field(
-        "bf16", description="`bf16`: autocast matmuls to bfloat16 (CPU with AVX512-BF16, or CUDA); `fp32`: none."
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto",
+        description="`bf16`: autocast matmuls to bfloat16; `fp32`: none; `auto`: bf16 where the hardware has it "
+        "natively (CUDA, CPUs with AVX512-BF16, AMX or Arm BF16), else fp32 (emulated bf16 is several times slower).",
     )
 
     @field_validator("betas")

@@ -59,6 +59,7 @@ from ambient.train.dataset import Batch, SpeechDataset, collate, feature_stats
 from ambient.train.evaluate import ErrorCounts, evaluate_batches
 from ambient.train.manifest import Utterance, read_manifest
 from ambient.train.metrics import MetricsLog, plot_metrics
+from ambient.train.precision import resolve_precision
 
 __all__ = [
     "DistEnv",
@@ -256,6 +257,9 @@ class Trainer:
         self.cfg = cfg
         self.env = env or DistEnv()
         self.run_dir = Path(cfg.run.output_dir)
+        self.precision, warning = resolve_precision(cfg.optim.precision, self.env.device.type)
+        if warning is not None and self.env.is_main:
+            _log.warning(warning)
         torch.set_num_threads(cfg.run.threads)
         torch.manual_seed(cfg.run.seed)  # the same initial weights on every rank
         self.tokenizer = build_tokenizer(cfg)
@@ -577,7 +581,7 @@ class Trainer:
         )
 
     def _autocast(self) -> torch.autocast:
-        enabled = self.cfg.optim.precision == "bf16"
+        enabled = self.precision == "bf16"
         return torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def run(self) -> TrainResult:
@@ -606,6 +610,7 @@ class Trainer:
                 max_steps=c.optim.max_steps,
                 ranks=self.env.world_size,
                 device=str(self.env.device),
+                precision=self.precision,
                 stored_params=stored_params(self.model),
                 virtual_params=virtual_params(self.model),
             )
