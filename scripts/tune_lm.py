@@ -2,12 +2,13 @@
 
 Usage:
     python scripts/tune_lm.py --model models/ambient-base/model.pt --lm models/ambient-base/lm \\
-        --manifest data/dev.jsonl [--weights 0.5,1,1.5,2] [--word-scores -1,0,1,2] [--beam-size 32]
-        [--chunk-ms 640] [--limit N] [--json OUT]
+        --manifest data/dev.jsonl [--weights 0.5,1,1.5,2] [--word-scores -1,0,1,2] [--beam-size 32,128]
+        [--lm OTHER_LM ...] [--chunk-ms 640] [--limit N] [--json OUT]
 
 The acoustic model runs once per utterance through the daemon's streaming path (the chunk size and
 left context of ``ambient eval``), its per-chunk log-probabilities are kept, and every grid point
-re-runs only the beam search on them, chunk by chunk as the daemon would. Prints WER and CER per
+re-runs only the beam search on them, chunk by chunk as the daemon would (so several language
+models, given as repeated ``--lm``, and several beam sizes cost one acoustic pass). Prints WER and CER per
 grid point (greedy decoding first, for reference) and the best setting by WER. Tune on a split you
 report separately from: the figures of the best point are optimistic for that split.
 """
@@ -40,11 +41,11 @@ def _floats(text: str) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--lm", required=True, help="LM folder (lm.arpa[.gz] + lexicon.txt)")
+    ap.add_argument("--lm", action="append", required=True, help="LM folder (lm.arpa[.gz] + lexicon.txt); repeatable")
     ap.add_argument("--manifest", type=Path, required=True)
     ap.add_argument("--weights", default="0.5,1,1.5,2", help="comma-separated LM weights")
     ap.add_argument("--word-scores", default="-1,0,1,2", help="comma-separated word scores")
-    ap.add_argument("--beam-size", type=int, default=32)
+    ap.add_argument("--beam-size", default="32", help="comma-separated beam sizes")
     ap.add_argument("--chunk-ms", type=int, default=640)
     ap.add_argument("--limit", type=int, default=None, help="first N utterances")
     ap.add_argument("--json", type=Path, default=None)
@@ -52,9 +53,13 @@ def main() -> int:
     torch.set_num_threads(1)
 
     model = load_model(args.model)
-    found = resolve_lm(args.lm, args.model)
-    if found is None:
-        ap.error(f"--lm {args.lm}: no language model")
+    found_lms = []
+    for lm_dir in args.lm:
+        found = resolve_lm(lm_dir, args.model)
+        if found is None:
+            ap.error(f"--lm {lm_dir}: no language model")
+        found_lms.append((lm_dir, found))
+    beam_sizes = [int(x) for x in _floats(args.beam_size)]
     utts = read_manifest(args.manifest)[: args.limit]
     rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
     chunks: list[torch.Tensor] = []
@@ -82,21 +87,28 @@ def main() -> int:
     t0 = time.perf_counter()
     greedy = [normalize_text(greedy_decode(torch.cat(c), model.tokenizer, frame_shift_s=shift).text) for c in per_utt]
     score("greedy", greedy, time.perf_counter() - t0)
-    loaded = LexiconLm(*found, model.tokenizer)
-    for w in _floats(args.weights):
-        for ws in _floats(args.word_scores):
-            lm = loaded.with_options(LmOptions(lm_weight=w, word_score=ws, beam_size=args.beam_size))
-            t0 = time.perf_counter()
-            hyps: list[str] = []
-            for utt_chunks in per_utt:
-                c = LmCollapser(lm, frame_shift_s=shift)
-                for lp in utt_chunks:
-                    c.push(lp)
-                hyps.append(normalize_text(c.finish().text))
-            score("lm", hyps, time.perf_counter() - t0, lm_weight=w, word_score=ws, beam_size=args.beam_size)
+    for lm_dir, found in found_lms:
+        loaded = LexiconLm(*found, model.tokenizer)
+        for beam in beam_sizes:
+            for w in _floats(args.weights):
+                for ws in _floats(args.word_scores):
+                    lm = loaded.with_options(LmOptions(lm_weight=w, word_score=ws, beam_size=beam))
+                    t0 = time.perf_counter()
+                    hyps: list[str] = []
+                    for utt_chunks in per_utt:
+                        c = LmCollapser(lm, frame_shift_s=shift)
+                        for lp in utt_chunks:
+                            c.push(lp)
+                        hyps.append(normalize_text(c.finish().text))
+                    extra = {"lm": lm_dir} if len(found_lms) > 1 else {}
+                    score("lm", hyps, time.perf_counter() - t0, **extra, lm_weight=w, word_score=ws, beam_size=beam)
     best = min((r for r in rows if r["decoder"] == "lm"), key=lambda r: r["wer"], default=None)
     if best is not None:
-        print(f"best: lm_weight {best['lm_weight']}, word_score {best['word_score']}: WER {100 * best['wer']:.1f}")
+        where = f"{best['lm']}, " if "lm" in best else ""
+        print(
+            f"best: {where}lm_weight {best['lm_weight']}, word_score {best['word_score']}, "
+            f"beam_size {best['beam_size']}: WER {100 * best['wer']:.1f}"
+        )
     if args.json is not None:
         args.json.write_text(json.dumps({"model": str(args.model), "lm": args.lm, "rows": rows}, indent=1))
     return 0

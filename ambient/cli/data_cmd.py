@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     lm.add_argument("--out", type=Path, required=True, help="output folder")
     lm.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
-    lm.add_argument("--vocab", type=int, default=20000, help="most frequent words kept (default: 20000)")
+    lm.add_argument("--vocab", type=int, default=64000, help="most frequent words kept (default: 64000)")
     lm.add_argument(
         "--min-count",
         default="1,2,2",

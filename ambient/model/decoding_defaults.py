@@ -14,4 +14,4 @@ LM_WEIGHT = 1.5
 #: Score added per emitted word.
 WORD_SCORE = 0.0
 #: Hypotheses kept per frame.
-BEAM_SIZE = 128
+BEAM_SIZE = 256

@@ -108,7 +108,7 @@ class NgramOptions:
     """
 
     order: int = 3
-    vocab_size: int = 20000
+    vocab_size: int = 64000
     min_counts: tuple[int, ...] = (1, 2, 2)
 
     def __post_init__(self) -> None:
