@@ -16,6 +16,7 @@ report separately from: the figures of the best point are optimistic for that sp
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -36,6 +37,21 @@ from ambient.train.manifest import read_manifest
 
 def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _replay(lm: LexiconLm, per_utt: list[list[torch.Tensor]], frame_shift_s: float) -> list[str]:
+    """Each utterance's kept per-chunk log-probabilities through the beam search, chunk by chunk."""
+    hyps: list[str] = []
+    for utt_chunks in per_utt:
+        c = LmCollapser(lm, frame_shift_s=frame_shift_s)
+        for lp in utt_chunks:
+            c.push(lp)
+        hyps.append(normalize_text(c.finish().text))
+    return hyps
 
 
 def main() -> int:
@@ -59,7 +75,7 @@ def main() -> int:
         if found is None:
             ap.error(f"--lm {lm_dir}: no language model")
         found_lms.append((lm_dir, found))
-    beam_sizes = [int(x) for x in _floats(args.beam_size)]
+    grid = list(itertools.product(_ints(args.beam_size), _floats(args.weights), _floats(args.word_scores)))
     utts = read_manifest(args.manifest)[: args.limit]
     rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
     chunks: list[torch.Tensor] = []
@@ -89,19 +105,12 @@ def main() -> int:
     score("greedy", greedy, time.perf_counter() - t0)
     for lm_dir, found in found_lms:
         loaded = LexiconLm(*found, model.tokenizer)
-        for beam in beam_sizes:
-            for w in _floats(args.weights):
-                for ws in _floats(args.word_scores):
-                    lm = loaded.with_options(LmOptions(lm_weight=w, word_score=ws, beam_size=beam))
-                    t0 = time.perf_counter()
-                    hyps: list[str] = []
-                    for utt_chunks in per_utt:
-                        c = LmCollapser(lm, frame_shift_s=shift)
-                        for lp in utt_chunks:
-                            c.push(lp)
-                        hyps.append(normalize_text(c.finish().text))
-                    extra = {"lm": lm_dir} if len(found_lms) > 1 else {}
-                    score("lm", hyps, time.perf_counter() - t0, **extra, lm_weight=w, word_score=ws, beam_size=beam)
+        extra = {"lm": lm_dir} if len(found_lms) > 1 else {}
+        for beam, w, ws in grid:
+            lm = loaded.with_options(LmOptions(lm_weight=w, word_score=ws, beam_size=beam))
+            t0 = time.perf_counter()
+            hyps = _replay(lm, per_utt, shift)
+            score("lm", hyps, time.perf_counter() - t0, **extra, lm_weight=w, word_score=ws, beam_size=beam)
     best = min((r for r in rows if r["decoder"] == "lm"), key=lambda r: r["wer"], default=None)
     if best is not None:
         where = f"{best['lm']}, " if "lm" in best else ""
