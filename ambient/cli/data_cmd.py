@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ambient.train.ngram_defaults import MIN_COUNTS, ORDER, VOCAB_SIZE
+
 if TYPE_CHECKING:
     from ambient.train.manifest import Utterance
     from ambient.train.readers import Skipped
@@ -112,12 +114,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="JSON-lines manifests whose transcripts are held out (and evaluated on); repeatable",
     )
     lm.add_argument("--out", type=Path, required=True, help="output folder")
-    lm.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
-    lm.add_argument("--vocab", type=int, default=64000, help="most frequent words kept (default: 64000)")
+    lm.add_argument("--order", type=int, default=ORDER, help=f"n-gram order (default: {ORDER})")
+    lm.add_argument("--vocab", type=int, default=VOCAB_SIZE, help=f"most frequent words kept (default: {VOCAB_SIZE})")
+    min_counts = ",".join(map(str, MIN_COUNTS))
     lm.add_argument(
         "--min-count",
-        default="1,2,2",
-        help="minimum count per order, unigrams first; the last value repeats (default: 1,2,2)",
+        default=min_counts,
+        help=f"minimum count per order, unigrams first; the last value repeats (default: {min_counts})",
     )
     lm.add_argument("--plain", action="store_true", help="write lm.arpa instead of gzip-compressed lm.arpa.gz")
     lm.set_defaults(func=_lm)

@@ -3,7 +3,8 @@
 Sections: ``model`` (:class:`~ambient.model.dims.ModelDims` fields, ``sharing`` included, except
 ``vocab_size`` which the tokenizer sets), ``tokenizer``, ``data``, ``optim``, ``chunk`` (dynamic
 chunk training) and ``run``. Unknown keys and bad values raise :class:`ConfigError` with a one-line
-message naming the key. Relative paths are taken relative to the YAML file's folder.
+message naming the key. Relative paths are taken relative to the YAML file's folder. A file may
+``extends:`` another and change only what differs (:func:`load_train_config`).
 """
 
 from __future__ import annotations
@@ -280,11 +281,40 @@ def parse_train_config(data: Any, *, source: str = "config", base_dir: Path | No
         raise ConfigError(_format_error(e, source)) from None
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Load and validate a training YAML file."""
-    p = Path(path)
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``: mappings merge key by key, anything else (lists too) replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_with_parents(p: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of ``p`` laid over the file it ``extends`` (recursively), paths resolved per file."""
+    real = p.resolve()
+    if real in chain:
+        raise ConfigError(f"{p}: 'extends' goes round in a circle")
     data = read_yaml_file(p)
-    return parse_train_config(data, source=str(p), base_dir=p.resolve().parent)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    data = _resolve_paths(data, real.parent)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{p}: extends: must be the path of another training config")
+    return _merge(_read_with_parents(real.parent / Path(parent).expanduser(), (*chain, real)), data)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Load and validate a training YAML file.
+
+    A top-level ``extends: OTHER.yaml`` (relative to the file) starts from that file's settings:
+    sections merge key by key, lists such as ``data.train`` are replaced whole, and each file's
+    relative paths stay relative to its own folder.
+    """
+    p = Path(path)
+    return parse_train_config(_read_with_parents(p), source=str(p))
 
 
 def _default_text(field: Any) -> str:

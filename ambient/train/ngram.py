@@ -51,6 +51,7 @@ import numpy.typing as npt
 
 from ambient.errors import AmbientError
 from ambient.text.normalize import normalize_text
+from ambient.train.ngram_defaults import MIN_COUNTS, ORDER, VOCAB_SIZE
 
 __all__ = [
     "BOS",
@@ -107,9 +108,9 @@ class NgramOptions:
             the first value must be 1); orders beyond the tuple use its last value.
     """
 
-    order: int = 3
-    vocab_size: int = 64000
-    min_counts: tuple[int, ...] = (1, 2, 2)
+    order: int = ORDER
+    vocab_size: int = VOCAB_SIZE
+    min_counts: tuple[int, ...] = MIN_COUNTS
 
     def __post_init__(self) -> None:
         if self.order < 1:
@@ -722,6 +723,7 @@ def build_language_model(
         "lexicon_words": lexicon_words,
         "order": options.order,
         "vocab_size": len(model.words),
+        "max_vocab_size": options.vocab_size,
         "min_counts": [options.min_count(n) for n in range(1, options.order + 1)],
         "ngrams": list(model.ngram_counts),
         "ngrams_seen": list(model.seen),

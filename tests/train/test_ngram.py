@@ -295,6 +295,13 @@ def test_cli_builds_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
     assert main([*argv, "--plain"]) == 0
     assert (out / "lm.arpa").is_file() and not (out / "lm.arpa.gz").exists()
+    stats = json.loads((out / "lm.json").read_text())  # the CLI's defaults are NgramOptions' defaults
+    defaults = NgramOptions()
+    assert (stats["order"], stats["max_vocab_size"], stats["min_counts"]) == (
+        defaults.order,
+        defaults.vocab_size,
+        list(defaults.min_counts),
+    )
 
 
 @pytest.mark.parametrize(

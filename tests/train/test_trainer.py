@@ -293,6 +293,38 @@ def test_config_file_problems(tmp_path: Path) -> None:
         load_train_config(tmp_path / "bad.yaml")
 
 
+def test_extends_merges_sections_replaces_lists_and_keeps_each_files_paths(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "child").mkdir()
+    parent = _minimal(tmp_path)
+    parent["data"]["train"].append({"path": "more.jsonl", "weight": 2.0})
+    parent["data"]["augment"] = {"noise_manifest": "noise.tsv", "speed_prob": 0.5}
+    parent["optim"] = {"lr": 1e-3, "max_steps": 50}
+    _write_yaml(tmp_path / "base" / "p.yaml", parent)
+    child = {
+        "extends": "../base/p.yaml",
+        "data": {"train": [{"path": "new.jsonl"}], "augment": {"speed_prob": 0.1}},
+        "optim": {"lr": 5e-4},
+    }
+    cfg = load_train_config(_write_yaml(tmp_path / "child" / "c.yaml", child))
+    assert [m.path for m in cfg.data.train] == [tmp_path / "child" / "new.jsonl"]  # lists replace
+    assert cfg.data.augment is not None
+    assert cfg.data.augment.noise_manifest == tmp_path / "base" / "noise.tsv"  # the parent's own folder
+    assert cfg.data.augment.speed_prob == 0.1
+    assert (cfg.optim.lr, cfg.optim.max_steps) == (5e-4, 50)  # sections merge key by key
+    assert cfg.run.output_dir == tmp_path / "base" / "run"
+
+    _write_yaml(tmp_path / "base" / "p.yaml", {**parent, "extends": "../child/c.yaml"})
+    with pytest.raises(ConfigError, match="goes round in a circle"):
+        load_train_config(tmp_path / "child" / "c.yaml")
+    _write_yaml(tmp_path / "child" / "c.yaml", {**child, "extends": ["p.yaml"]})
+    with pytest.raises(ConfigError, match="extends: must be the path"):
+        load_train_config(tmp_path / "child" / "c.yaml")
+    _write_yaml(tmp_path / "child" / "c.yaml", {**child, "extends": "gone.yaml"})
+    with pytest.raises(ConfigError, match=r"gone\.yaml: config file not found"):
+        load_train_config(tmp_path / "child" / "c.yaml")
+
+
 _CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
 
 
