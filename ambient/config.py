@@ -243,6 +243,18 @@ class RecognizerConfig(_Section):
         description="Encoder chunk length in ms: latency versus accuracy and CPU.",
     )
     partials: bool = Field(True, description="Publish `partial` events while an utterance is in progress.")
+    final_pass: Literal["full", "streaming"] = Field(
+        "full",
+        description="How finals are made: `full` = a second pass over the whole utterance with full attention "
+        "context (more accurate; partials still come from the chunked pass), `streaming` = the chunked pass's result.",
+    )
+    final_pass_silence_ms: int = Field(
+        240,
+        ge=0,
+        le=10000,
+        description="With `final_pass: full`, trailing silence after which the second pass starts, while "
+        "`vad.hangover_ms` runs out (speech that resumes discards it); below the hangover, it hides the pass's cost.",
+    )
     lm: str = Field(
         "auto",
         min_length=1,

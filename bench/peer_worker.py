@@ -1,6 +1,7 @@
 """Transcribe a manifest with one system in this process; print one JSON object (bench/peers.py runs it).
 
 Usage: python bench/peer_worker.py SYSTEM MANIFEST [--max N] [--model PATH] [--chunk-ms N] [--int8] [--lm auto|off]
+                                    [--final-pass full|streaming]
 SYSTEM: ambient | pocketsphinx | whisper-tiny.en
 """
 
@@ -28,6 +29,7 @@ def _ambient(args: argparse.Namespace) -> tuple[Any, Any]:
     import torch
 
     from ambient.audio.io import iter_audio_blocks
+    from ambient.config import RecognizerConfig
     from ambient.model.checkpoint import load_model
     from ambient.model.lexicon_lm import load_lm
     from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
@@ -35,13 +37,14 @@ def _ambient(args: argparse.Namespace) -> tuple[Any, Any]:
     torch.set_num_threads(1)
     model = load_model(args.model, int8=args.int8)
     lm = load_lm(args.lm, model_path=args.model, tokenizer=model.tokenizer)  # the daemon's default settings
-    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm)
+    final_pass = args.final_pass or RecognizerConfig().final_pass  # the daemon's default
+    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm, final_pass=final_pass)
 
     def run(path: str) -> str:
         hyp, _ = transcribe_blocks(rec, iter_audio_blocks(path, block_samples=480))
         return hyp.text
 
-    return run, {"streaming": True}
+    return run, {"streaming": True, "final_pass": final_pass}
 
 
 def _pocketsphinx(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -86,6 +89,7 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=int, default=640)
     ap.add_argument("--int8", action="store_true")
     ap.add_argument("--lm", default="auto", help="ambient: word LM (auto = beside the model, off = greedy)")
+    ap.add_argument("--final-pass", choices=["full", "streaming"], default=None, help="ambient: default the daemon's")
     args = ap.parse_args()
     utts = _utterances(args.manifest, args.max)
     t_load = time.perf_counter()

@@ -2,13 +2,15 @@
 
 Usage:
   python bench/peers.py --model models/ambient-base/model.pt --manifest NAME=PATH [--manifest ...]
-                        [--max 200] [--systems ambient,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en]
-                        [--json OUT]
+                        [--max 200] [--json OUT]
+                        [--systems ambient,ambient-streaming,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en]
 
-``ambient`` decodes as the daemon does by default (word LM beside the model), ``ambient-greedy``
-with greedy CTC. Each system runs in its own process (1 thread) so its resident memory is its own. WER uses the
-same text normalization as training (numbers spelled out, lower case, no punctuation). The peers
-are optional extras (`scripts/setup.sh --bench`), not dependencies of the daemon.
+``ambient`` decodes as the daemon does by default (word LM beside the model, finals from the
+full-context second pass), ``ambient-streaming`` keeps the chunked pass's finals, ``ambient-greedy``
+uses greedy CTC (with the default final pass). Each system runs in its own process (1 thread) so
+its resident memory is its own. WER uses the same text normalization as training (numbers spelled
+out, lower case, no punctuation). The peers are optional extras (`scripts/setup.sh --bench`), not
+dependencies of the daemon.
 """
 
 from __future__ import annotations
@@ -36,14 +38,20 @@ def _wer(refs: list[str], hyps: list[str]) -> float:
     return float(jiwer.wer([a for a, _ in pairs], [b for _, b in pairs]))
 
 
-#: ambient variants: name -> (int8, LM setting). "ambient" is what the daemon runs by default.
-AMBIENT_VARIANTS = {"ambient": (False, "auto"), "ambient-int8": (True, "auto"), "ambient-greedy": (False, "off")}
+#: ambient variants: name -> (int8, LM setting, final pass or None for the daemon's default).
+#: "ambient" is what the daemon runs by default.
+AMBIENT_VARIANTS: dict[str, tuple[bool, str, str | None]] = {
+    "ambient": (False, "auto", None),
+    "ambient-streaming": (False, "auto", "streaming"),
+    "ambient-int8": (True, "auto", None),
+    "ambient-greedy": (False, "off", None),
+}
 
 
 def run_system(system: str, manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
     variant = AMBIENT_VARIANTS.get(system)
     if variant is not None:
-        int8, lm = variant
+        int8, lm, final_pass = variant
         worker = "ambient"
     else:
         worker = system
@@ -52,6 +60,7 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> dict[st
         cmd += ["--max", str(args.max)]
     if variant is not None:
         cmd += ["--model", str(args.model), "--lm", lm] + (["--int8"] if int8 else [])
+        cmd += ["--final-pass", final_pass] if final_pass else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
@@ -68,7 +77,9 @@ def main() -> None:
     ap.add_argument("--manifest", action="append", required=True, help="NAME=PATH of a JSON-lines manifest")
     ap.add_argument("--max", type=int, default=200)
     ap.add_argument("--chunk-ms", type=int, default=640)
-    ap.add_argument("--systems", default="ambient,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en")
+    ap.add_argument(
+        "--systems", default="ambient,ambient-streaming,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []

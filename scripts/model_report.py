@@ -6,9 +6,11 @@ Usage:
         [--chunks 160,320,640,1280] [--int8] [--lm auto|off|DIR] [--limit N] [--json OUT]
 
 With a word LM (``--lm auto``: the ``lm/`` folder beside the model, the daemon's default) every
-chunk size is decoded with it, plus greedy CTC at 640 ms for reference; ``--int8`` adds int8 weights
-at 640 ms. Prints a markdown table (WER with substitutions/deletions/insertions, CER, per-source WER, RTF) for the
-model card and writes the figures as JSON. Decoding is exactly ``ambient eval``'s.
+chunk size is decoded with it and streaming finals (the chunked pass's own result), then the
+daemon's default: finals from the full-context second pass at 640 ms; greedy CTC at 640 ms (both
+final passes) for reference; ``--int8`` adds int8 weights at 640 ms with full finals. Prints a
+markdown table (WER with substitutions/deletions/insertions, CER, per-source WER, RTF) for the model
+card and writes the figures as JSON. Decoding is exactly ``ambient eval``'s.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from ambient.model.checkpoint import load_model
 from ambient.model.lexicon_lm import load_lm
+from ambient.stream.recognizer import FinalPass
 from ambient.train.evaluate import evaluate_streaming
 from ambient.train.manifest import read_manifest
 
@@ -58,17 +61,21 @@ def main() -> int:
         models["int8"] = load_model(args.model, int8=True)
     lm = load_lm(args.lm, model_path=args.model, tokenizer=models["fp32"].tokenizer)
     decoder = "greedy" if lm is None else "lm"
-    variants: list[tuple[str, int, str]] = [("fp32", c, decoder) for c in chunks]
+    # (precision, chunk ms, decoder, final pass)
+    variants: list[tuple[str, int, str, FinalPass]] = [("fp32", c, decoder, "streaming") for c in chunks]
+    variants.append(("fp32", 640, decoder, "full"))
     if lm is not None:
-        variants.append(("fp32", 640, "greedy"))
+        variants += [("fp32", 640, "greedy", "streaming"), ("fp32", 640, "greedy", "full")]
     if args.int8:
-        variants.append(("int8", 640, decoder))
+        variants.append(("int8", 640, decoder, "full"))
 
     rows: list[dict[str, Any]] = []
     for name, path in manifests:
         utts = read_manifest(path)[: args.limit] if args.limit else read_manifest(path)
-        for precision, chunk, dec in variants:
-            report = evaluate_streaming(models[precision], utts, chunk_ms=chunk, lm=lm if dec == "lm" else None)
+        for precision, chunk, dec, final_pass in variants:
+            report = evaluate_streaming(
+                models[precision], utts, chunk_ms=chunk, lm=lm if dec == "lm" else None, final_pass=final_pass
+            )
             o = report.overall
             rows.append(
                 {
@@ -77,6 +84,7 @@ def main() -> int:
                     "precision": precision,
                     "decoder": dec,
                     "chunk_ms": report.chunk_ms,
+                    "final_pass": final_pass,
                     "utterances": o.utterances,
                     "words": o.ref_words,
                     "minutes": report.audio_seconds / 60,
@@ -96,18 +104,21 @@ def main() -> int:
             )
             r = rows[-1]
             print(
-                f"{name:12s} {precision} {dec:6s} {chunk:5d} ms  WER {_pct(r['wer']):>5s}%  ({r['utterances']} utt)",
+                f"{name:12s} {precision} {dec:6s} {chunk:5d} ms {final_pass:9s}  "
+                f"WER {_pct(r['wer']):>5s}%  ({r['utterances']} utt)",
                 file=sys.stderr,
                 flush=True,
             )
 
-    cols = ["data", "precision", "decoder", "chunk ms", "utterances", "words", "WER %", "sub / del / ins", "CER %"]
+    cols = ["data", "precision", "decoder", "chunk ms", "final pass", "utterances", "words", "WER %"]
+    cols += ["sub / del / ins", "CER %"]
     print("| " + " | ".join([*cols, "WER % per source", "RTF"]) + " |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         per = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(r["by_source"].items()))
         print(
-            f"| {r['manifest']} | {r['precision']} | {r['decoder']} | {r['chunk_ms']} | {r['utterances']} | "
+            f"| {r['manifest']} | {r['precision']} | {r['decoder']} | {r['chunk_ms']} | {r['final_pass']} | "
+            f"{r['utterances']} | "
             f"{r['words']} | "
             f"{_pct(r['wer'])} | {r['sub']} / {r['del']} / {r['ins']} | {_pct(r['cer'])} | {per} | {r['rtf']:.3f} |"
         )

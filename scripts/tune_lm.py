@@ -3,14 +3,16 @@
 Usage:
     python scripts/tune_lm.py --model models/ambient-base/model.pt --lm models/ambient-base/lm \\
         --manifest data/dev.jsonl [--weights 0.5,1,1.5,2] [--word-scores -1,0,1,2] [--beam-size 32,128]
-        [--lm OTHER_LM ...] [--chunk-ms 640] [--limit N] [--json OUT]
+        [--lm OTHER_LM ...] [--chunk-ms 640] [--final-pass streaming|full] [--limit N] [--json OUT]
 
 The acoustic model runs once per utterance through the daemon's streaming path (the chunk size and
 left context of ``ambient eval``), its per-chunk log-probabilities are kept, and every grid point
 re-runs only the beam search on them, chunk by chunk as the daemon would (so several language
 models, given as repeated ``--lm``, and several beam sizes cost one acoustic pass). Prints WER and CER per
-grid point (greedy decoding first, for reference) and the best setting by WER. Tune on a split you
-report separately from: the figures of the best point are optimistic for that split.
+grid point (greedy decoding first, for reference) and the best setting by WER. With
+``--final-pass full`` the log-probabilities are those of the full-context second pass that makes the
+daemon's finals by default (one block per utterance). Tune on a split you report separately from:
+the figures of the best point are optimistic for that split.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import jiwer
 import torch
 
-from ambient.audio.io import iter_audio_blocks
+from ambient.audio.io import iter_audio_blocks, read_audio
 from ambient.model.checkpoint import load_model
 from ambient.model.ctc import greedy_decode
 from ambient.model.lexicon_lm import LexiconLm, LmCollapser, LmOptions, resolve_lm
@@ -63,6 +65,7 @@ def main() -> int:
     ap.add_argument("--word-scores", default="-1,0,1,2", help="comma-separated word scores")
     ap.add_argument("--beam-size", default="32", help="comma-separated beam sizes")
     ap.add_argument("--chunk-ms", type=int, default=640)
+    ap.add_argument("--final-pass", choices=["streaming", "full"], default="streaming", help="which pass to tune")
     ap.add_argument("--limit", type=int, default=None, help="first N utterances")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -84,9 +87,12 @@ def main() -> int:
     per_utt: list[list[torch.Tensor]] = []
     t0 = time.perf_counter()
     for u in utts:
-        chunks.clear()
-        transcribe_blocks(rec, iter_audio_blocks(u.audio, block_samples=16000))
-        per_utt.append([c.clone() for c in chunks])
+        if args.final_pass == "full":
+            per_utt.append([rec.full_context_log_probs(read_audio(u.audio))])
+        else:
+            chunks.clear()
+            transcribe_blocks(rec, iter_audio_blocks(u.audio, block_samples=16000))
+            per_utt.append([c.clone() for c in chunks])
         refs.append(normalize_text(u.text))
     print(f"acoustic model: {len(utts)} utterances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 

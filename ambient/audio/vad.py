@@ -4,7 +4,7 @@
 and returns what happened, as a list of :data:`GateEvent`:
 
 - :class:`SpeechStarted` carries the audio of the utterance so far (pre-roll included);
-- :class:`SpeechAudio` carries one more frame of an utterance in progress;
+- :class:`SpeechAudio` carries one more frame of an utterance in progress (and the silence so far);
 - :class:`SpeechEnded` closes the utterance with a reason (``silence``, ``max_length``, or the
   reason given to :meth:`VoiceGate.flush`).
 
@@ -83,9 +83,11 @@ class SpeechStarted:
 
 @dataclass(frozen=True, kw_only=True)
 class SpeechAudio:
-    """One more frame ``audio (frame_samples,)`` int16 of the utterance in progress."""
+    """One more frame ``audio (frame_samples,)`` int16 of the utterance in progress.
+    ``silence_ms`` is the run of silence this frame ends (0 when it is voiced)."""
 
     audio: np.ndarray
+    silence_ms: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,8 +258,8 @@ class VoiceGate:
         return []
 
     def _active(self, frame: np.ndarray, voiced: bool) -> list[GateEvent]:
-        events: list[GateEvent] = [SpeechAudio(audio=frame)]
         self._count(voiced)
+        events: list[GateEvent] = [SpeechAudio(audio=frame, silence_ms=self._silence_run * self.cfg.frame_ms)]
         if self._silence_run >= self._hangover:
             events.append(self._end(REASON_SILENCE))
             self._reset_to_idle()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ambient.cli.lm_args import add_lm_arguments, lm_from_args
+from ambient.cli.lm_args import add_final_pass_argument, add_lm_arguments, final_pass_from_args, lm_from_args
 from ambient.errors import AmbientError
 
 __all__ = ["register"]
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--utterances", action="store_true", help="also list every utterance's reference and hypothesis")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_lm_arguments(p)
+    add_final_pass_argument(p)
     p.set_defaults(func=run)
 
 
@@ -60,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model or load_config(None).model.path
     model = load_model(model_path, int8=args.int8)
     lm = lm_from_args(args, model_path=model_path, tokenizer=model.tokenizer)
-    report = evaluate_streaming(model, utts, chunk_ms=args.chunk_ms, left_chunks=args.left_chunks, lm=lm)
+    report = evaluate_streaming(
+        model,
+        utts,
+        chunk_ms=args.chunk_ms,
+        left_chunks=args.left_chunks,
+        lm=lm,
+        final_pass=final_pass_from_args(args),
+    )
     for skipped in report.skipped:
         print(f"ambient: warning: skipped {skipped}", file=sys.stderr)
     if report.overall.utterances == 0:
@@ -76,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
     o = report.overall
     print(f"model     {model_path}")
     print(f"manifest  {args.manifest} ({o.utterances} utterances, {report.audio_seconds / 60:.1f} min)")
-    print(f"decoding  streaming, chunk {report.chunk_ms} ms, left chunks {report.left_chunks}, RTF {report.rtf:.4f}")
+    print(
+        f"decoding  streaming, chunk {report.chunk_ms} ms, left chunks {report.left_chunks}, "
+        f"final pass {report.final_pass}, RTF {report.rtf:.4f}"
+    )
     print(
         f"WER       {_pct(o.wer)}  (sub {o.substitutions}, del {o.deletions}, ins {o.insertions} / {o.ref_words} words)"
     )

@@ -1,16 +1,17 @@
-"""The language-model options shared by ``transcribe`` and ``eval`` (same meaning as ``recognizer.*``)."""
+"""The decoding options shared by ``transcribe`` and ``eval``: the language model and the final pass
+(same meaning as ``recognizer.*``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from ambient.model.lexicon_lm import LexiconLm
     from ambient.model.tokenizer import Tokenizer
 
-__all__ = ["add_lm_arguments", "lm_from_args"]
+__all__ = ["add_final_pass_argument", "add_lm_arguments", "final_pass_from_args", "lm_from_args"]
 
 
 def add_lm_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,3 +41,21 @@ def lm_from_args(args: argparse.Namespace, *, model_path: Path, tokenizer: Token
         beam_size=d.beam_size if args.beam_size is None else max(1, args.beam_size),
     )
     return load_lm(args.lm or d.lm, model_path=model_path, tokenizer=tokenizer, options=options)
+
+
+def add_final_pass_argument(p: argparse.ArgumentParser) -> None:
+    """``--final-pass full|streaming``; unset, the daemon's default (``recognizer.final_pass``)."""
+    p.add_argument(
+        "--final-pass",
+        choices=("full", "streaming"),
+        default=None,
+        help="full = a full-context second pass makes the final, streaming = the chunked pass's result "
+        "(default: recognizer.final_pass)",
+    )
+
+
+def final_pass_from_args(args: argparse.Namespace) -> Literal["full", "streaming"]:
+    """The ``--final-pass`` choice, or the daemon's default."""
+    from ambient.config import RecognizerConfig
+
+    return RecognizerConfig().final_pass if args.final_pass is None else args.final_pass

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ambient.cli.lm_args import add_lm_arguments, lm_from_args
+from ambient.cli.lm_args import add_final_pass_argument, add_lm_arguments, final_pass_from_args, lm_from_args
 from ambient.errors import AmbientError
 
 __all__ = ["register"]
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear weights")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     add_lm_arguments(p)
+    add_final_pass_argument(p)
     p.set_defaults(func=run)
 
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model or load_config(None).model.path
     model = load_model(model_path, int8=args.int8)
     lm = lm_from_args(args, model_path=model_path, tokenizer=model.tokenizer)
-    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm)
+    rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm, final_pass=final_pass_from_args(args))
     block = max(1, args.block_ms * 16)
     status = 0
     for f in args.files:
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                 "duration": round(seconds, 3),
                 "model": model.name,
                 "chunk_ms": rec.chunk_ms,
+                "final_pass": rec.final_pass,
             }
             print(json.dumps(out), flush=True)
         else:

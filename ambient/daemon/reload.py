@@ -2,8 +2,9 @@
 
 Applied live: ``logging``, ``vad``, ``recognizer.partials``, ``audio`` (the input is reopened
 when its device or format changed), ``event_log`` (the log is reopened with the new policy).
-Need a restart: ``model`` (the model is loaded once and kept resident), ``recognizer.chunk_ms``
-and the language-model settings (``lm``, ``lm_weight``, ``word_score``, ``beam_size``),
+Need a restart: ``model`` (the model is loaded once and kept resident), ``recognizer.chunk_ms``,
+the final pass (``final_pass``, ``final_pass_silence_ms``), the language-model settings (``lm``,
+``lm_weight``, ``word_score``, ``beam_size``),
 and ``socket`` (clients stay connected across a reload). Settings that need a restart keep their
 running values until then.
 """
@@ -21,7 +22,15 @@ __all__ = ["ReloadPlan", "plan_reload"]
 _LIVE_SECTIONS = ("logging", "vad", "audio", "event_log")
 _RESTART_SECTIONS = ("model", "socket")
 #: Recognizer settings fixed when the model is loaded (the LM's trie and options are built then).
-_RESTART_RECOGNIZER_KEYS = ("chunk_ms", "lm", "lm_weight", "word_score", "beam_size")
+_RESTART_RECOGNIZER_KEYS = (
+    "chunk_ms",
+    "final_pass",
+    "final_pass_silence_ms",
+    "lm",
+    "lm_weight",
+    "word_score",
+    "beam_size",
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -79,7 +79,7 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         tokenizer=model.tokenizer,
         options=LmOptions(lm_weight=rc.lm_weight, word_score=rc.word_score, beam_size=rc.beam_size),
     )
-    recognizer = StreamingRecognizer(model, chunk_ms=cfg.recognizer.chunk_ms, lm=lm)
+    recognizer = StreamingRecognizer(model, chunk_ms=rc.chunk_ms, lm=lm, final_pass=rc.final_pass)
     # One second of silence through the whole path: allocates the caches and touches the weights,
     # so the first utterance is as fast as the rest and mlockall sees the resident set.
     recognizer.accept(np.zeros(SAMPLE_RATE, dtype=np.int16))
@@ -92,6 +92,7 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         int8=bool(model.meta.get("int8", cfg.model.int8)),
         threads=cfg.model.threads,
         chunk_ms=recognizer.chunk_ms,
+        final_pass=recognizer.final_pass,
         lm=None if lm is None else str(lm.arpa),
         seconds=round(time.perf_counter() - t0, 3),
     )
@@ -153,6 +154,7 @@ class Daemon:
                 recognizer=self._recognizer,
                 vad=self._cfg.vad,
                 partials=self._cfg.recognizer.partials,
+                final_pass_silence_ms=self._cfg.recognizer.final_pass_silence_ms,
                 sink=self._sink,
                 notifier=self._notifier,
                 on_exit=self._worker_exited,

@@ -10,6 +10,10 @@ becomes protocol events handed to the :class:`EventSink`:
 utterance is cut short by a shutdown (reason ``shutdown``), the end of the input
 (``end_of_stream``), a lost device (``audio_lost``) or an internal error (``error``).
 
+Finals come from a second, full-context pass over the utterance when ``recognizer.final_pass`` is
+``full``: the worker starts it once ``final_pass_silence_ms`` of trailing silence have passed, so
+it runs while the hangover elapses, and drops it if speech resumes (:meth:`StreamingRecognizer.speculate`).
+
 While the gate is closed no features are computed and the encoder does not run: the thread
 sleeps on the capture queue and wakes once per audio block for one webrtcvad call per frame.
 
@@ -93,6 +97,7 @@ class _Utterance:
     last_text: str = ""
     partials: int = 0
     compute_s: float = 0.0
+    speculations_dropped: int = 0  # full final passes discarded because speech resumed
 
 
 class RecognitionWorker:
@@ -106,6 +111,7 @@ class RecognitionWorker:
         vad: VadConfig,
         partials: bool,
         sink: EventSink,
+        final_pass_silence_ms: int | None = None,
         notifier: Notifier,
         on_exit: Callable[[], None],
         loop_alive: Callable[[], bool] = lambda: True,
@@ -123,6 +129,7 @@ class RecognitionWorker:
         self._gate = self._gate_factory(vad)
         self._gate_base = 0  # stream position of the current gate's sample 0
         self._partials = partials
+        self._final_pass_silence_ms = final_pass_silence_ms
         self._pending_vad: VadConfig | None = None
         self._settings_lock = threading.Lock()
         self._ids = UlidGenerator()
@@ -247,6 +254,7 @@ class RecognitionWorker:
     def _gate_event(self, event: GateEvent) -> None:
         if isinstance(event, SpeechAudio):
             self._feed(event.audio)
+            self._speculate(event.silence_ms)
         elif isinstance(event, SpeechStarted):
             self._begin(event)
         elif isinstance(event, SpeechEnded):
@@ -289,6 +297,21 @@ class RecognitionWorker:
             )
         )
 
+    def _speculate(self, silence_ms: int) -> None:
+        """Two-pass finals: start the full pass once the trailing silence reaches
+        ``final_pass_silence_ms``, while the hangover runs out; drop it if speech resumes."""
+        rec, utt, after = self._recognizer, self._utt, self._final_pass_silence_ms
+        if utt is None or rec.final_pass != "full" or after is None:
+            return
+        if silence_ms == 0:
+            if rec.speculated:
+                rec.drop_speculation()
+                utt.speculations_dropped += 1
+        elif silence_ms >= after and not rec.speculated:
+            t0 = time.perf_counter()
+            rec.speculate()
+            utt.compute_s += time.perf_counter() - t0
+
     def _finish(self, reason: str, *, end: int, speech_end: int) -> None:
         utt = self._utt
         if utt is None:
@@ -307,6 +330,7 @@ class RecognitionWorker:
             audio_s=round(audio_s, 3),
             words=len(hyp.words),
             partials=utt.partials,
+            speculations_dropped=utt.speculations_dropped,
             rtf=round(utt.compute_s / audio_s, 4) if audio_s > 0 else None,
         )
 

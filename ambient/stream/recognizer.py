@@ -9,26 +9,39 @@ Samples are held back until they complete the next encoder chunk, then features 
 once for all of them: a chunk's output cannot change before it is complete, and one call per chunk
 instead of one per 10 ms block saves most of the per-call overhead. Decoding is linear in the
 frames, so an hour-long file costs an hour's worth of frames, not their square.
+
+Two-pass finals (``final_pass="full"``): the chunked pass above still makes the partials, but the
+final is a second pass over the whole utterance with full attention context, both directions (the
+model is trained on both; see docs/model.md), decoded from scratch. The daemon hides its cost in
+the hangover: :meth:`StreamingRecognizer.speculate` runs it once the trailing silence begins, and
+:meth:`StreamingRecognizer.finish` returns that result unless the caller dropped it because speech
+resumed (:meth:`StreamingRecognizer.drop_speculation`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Literal
 
 import numpy as np
 import torch
 
-from ambient.audio.features import N_MELS, SAMPLE_RATE, StreamingFbank, num_frames
+from ambient.audio.features import N_MELS, SAMPLE_RATE, StreamingFbank, compute_fbank, num_frames
 from ambient.model.asr import AsrModel
 from ambient.model.cache import EncoderCache
 from ambient.model.ctc import GreedyCollapser, Hypothesis, best_path
 from ambient.model.lexicon_lm import LexiconLm, LmCollapser
 
-__all__ = ["DEFAULT_LEFT_CONTEXT_S", "StreamingRecognizer", "transcribe_blocks"]
+__all__ = ["DEFAULT_LEFT_CONTEXT_S", "FINAL_PASSES", "FinalPass", "StreamingRecognizer", "transcribe_blocks"]
 
 #: Attention left context used when the model metadata does not say otherwise.
 DEFAULT_LEFT_CONTEXT_S = 10.24
+
+#: How finals are made: ``streaming`` = the chunked pass's own result; ``full`` = a second pass over
+#: the whole utterance with full attention context.
+FinalPass = Literal["streaming", "full"]
+FINAL_PASSES: tuple[FinalPass, ...] = ("streaming", "full")
 
 
 class StreamingRecognizer:
@@ -37,11 +50,21 @@ class StreamingRecognizer:
     sample_rate = SAMPLE_RATE
 
     def __init__(
-        self, model: AsrModel, *, chunk_ms: int = 640, left_chunks: int | None = None, lm: LexiconLm | None = None
+        self,
+        model: AsrModel,
+        *,
+        chunk_ms: int = 640,
+        left_chunks: int | None = None,
+        lm: LexiconLm | None = None,
+        final_pass: FinalPass = "streaming",
     ) -> None:
+        if final_pass not in FINAL_PASSES:
+            raise ValueError(f"final_pass must be one of {FINAL_PASSES}, not {final_pass!r}")
         self.model = model
         self.lm = lm
-        #: Called with each chunk's ``log_probs (T, V)`` before decoding (tools record them with it).
+        self.final_pass: FinalPass = final_pass
+        #: Called with each chunk's ``log_probs (T, V)`` before decoding (tools record them with it);
+        #: the chunked pass only, not the full pass of two-pass finals.
         self.log_probs_hook: Callable[[torch.Tensor], None] | None = None
         self.chunk_frames = max(1, round(chunk_ms / 1000 / model.frame_shift_s))
         self.chunk_ms = round(self.chunk_frames * model.frame_shift_s * 1000)
@@ -65,6 +88,8 @@ class StreamingRecognizer:
         self._held: list[np.ndarray] = []
         self._samples = 0
         self._chunks_done = 0
+        self._utterance: list[np.ndarray] = []  # all float32 samples, kept for a full final pass
+        self._speculation: Hypothesis | None = None
 
     @property
     def audio_seconds(self) -> float:
@@ -109,7 +134,10 @@ class StreamingRecognizer:
             pcm = pcm.astype(np.float32)
         if not len(pcm):
             return None
-        self._held.append(pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm)
+        samples = pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm
+        self._held.append(samples)
+        if self.final_pass == "full":
+            self._utterance.append(samples)
         self._samples += len(pcm)
         chunks = self._chunks_available(self._samples)
         if chunks <= self._chunks_done:
@@ -117,11 +145,55 @@ class StreamingRecognizer:
         self._chunks_done = chunks
         return self._collapser.hypothesis() if self._step(final=False) else None
 
+    def full_context_log_probs(self, pcm: np.ndarray) -> torch.Tensor:
+        """``pcm (n,)`` float32 samples of a whole utterance -> ``log_probs (T', V)`` from one encoder
+        pass with full attention context (no chunking): the second pass of two-pass finals."""
+        feats = compute_fbank(pcm)
+        if feats.size(0) == 0:
+            return torch.zeros(0, self.model.dims.vocab_size)
+        with torch.inference_mode():
+            log_probs, _ = self.model(feats[None], torch.tensor([feats.size(0)]))
+        return log_probs[0]
+
+    def _full_pass(self) -> Hypothesis:
+        """Recognize all audio of the utterance so far with :meth:`full_context_log_probs`."""
+        pcm = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+        log_probs = self.full_context_log_probs(pcm)
+        shift = self.model.frame_shift_s
+        if self.lm is None:
+            greedy = GreedyCollapser(self.model.tokenizer, frame_shift_s=shift)
+            greedy.push(best_path(log_probs))
+            return greedy.hypothesis()
+        beam = LmCollapser(self.lm, frame_shift_s=shift)
+        beam.push(log_probs)
+        return beam.finish()
+
+    def speculate(self) -> None:
+        """With ``final_pass="full"``: run the full pass now, on the audio so far, and keep it as the
+        final. The daemon calls this once the trailing silence begins, so the pass runs while the
+        hangover elapses; it must call :meth:`drop_speculation` if speech resumes. No-op otherwise."""
+        if self.final_pass == "full":
+            self._speculation = self._full_pass()
+
+    def drop_speculation(self) -> None:
+        """Forget a :meth:`speculate` result (more speech came): :meth:`finish` will run the pass."""
+        self._speculation = None
+
+    @property
+    def speculated(self) -> bool:
+        """True while a :meth:`speculate` result stands."""
+        return self._speculation is not None
+
     def finish(self) -> Hypothesis:
-        """End the utterance: flush the last partial chunk, return the final, reset."""
-        self._step(final=True)
-        c = self._collapser
-        hyp = c.finish() if isinstance(c, LmCollapser) else c.hypothesis()
+        """End the utterance and reset. Streaming finals: flush the last partial chunk and return the
+        chunked pass's result. Full finals: the standing speculation, else the full pass now (audio
+        after a speculation is the caller's silence and is not decoded)."""
+        if self.final_pass == "full":
+            hyp = self._speculation if self._speculation is not None else self._full_pass()
+        else:
+            self._step(final=True)
+            c = self._collapser
+            hyp = c.finish() if isinstance(c, LmCollapser) else c.hypothesis()
         self.reset()
         return hyp
 

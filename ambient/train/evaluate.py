@@ -22,7 +22,7 @@ from ambient.errors import AudioError
 from ambient.model.asr import AsrModel
 from ambient.model.ctc import greedy_decode
 from ambient.model.lexicon_lm import LexiconLm
-from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
+from ambient.stream.recognizer import FinalPass, StreamingRecognizer, transcribe_blocks
 from ambient.text.normalize import normalize_text
 from ambient.train.dataset import Batch
 from ambient.train.manifest import Utterance
@@ -170,6 +170,7 @@ class EvalReport:
     left_chunks: int
     audio_seconds: float
     decode_seconds: float
+    final_pass: str = "streaming"
     skipped: list[str] = field(default_factory=list)
     results: list[UtteranceResult] = field(default_factory=list)
 
@@ -184,6 +185,7 @@ class EvalReport:
             **self.overall.to_dict(),
             "chunk_ms": self.chunk_ms,
             "left_chunks": self.left_chunks,
+            "final_pass": self.final_pass,
             "audio_seconds": round(self.audio_seconds, 3),
             "rtf": round(self.rtf, 5),
             "skipped": self.skipped,
@@ -205,14 +207,16 @@ def evaluate_streaming(
     block_samples: int = 16000,
     on_result: Callable[[UtteranceResult], None] | None = None,
     lm: LexiconLm | None = None,
+    final_pass: FinalPass = "streaming",
 ) -> EvalReport:
     """WER of ``model`` decoding each utterance through :class:`StreamingRecognizer` (the daemon's path).
 
     Each file is streamed in ``block_samples`` blocks (the result does not depend on the block size)
-    and finished as one utterance, decoded greedily or with ``lm``. Unreadable files are listed in
+    and finished as one utterance, decoded greedily or with ``lm``; its final comes from the chunked
+    pass or, with ``final_pass="full"``, from a full-context second pass. Unreadable files are listed in
     ``skipped``, not counted.
     """
-    rec = StreamingRecognizer(model, chunk_ms=chunk_ms, left_chunks=left_chunks, lm=lm)
+    rec = StreamingRecognizer(model, chunk_ms=chunk_ms, left_chunks=left_chunks, lm=lm, final_pass=final_pass)
     overall = ErrorCounts()
     by_source: dict[str, ErrorCounts] = {}
     by_speaker: dict[str, ErrorCounts] = {}
@@ -253,6 +257,7 @@ def evaluate_streaming(
         left_chunks=rec.left_chunks,
         audio_seconds=audio_s,
         decode_seconds=decode_s,
+        final_pass=final_pass,
         skipped=skipped,
         results=results,
     )

@@ -96,6 +96,9 @@ def test_hangover_of_silence_ends_the_utterance_and_frames_flow_until_then() -> 
     assert kinds(events) == ["SpeechStarted"] + ["SpeechAudio"] * 11 + ["SpeechEnded"]
     audio_ids = [frame_ids(e.audio)[0] for _, e in events if isinstance(e, SpeechAudio)]
     assert audio_ids == list(range(3, 14))  # every frame after the start, silence included
+    # each frame carries the run of silence it ends (the worker starts the final pass on it)
+    silences = [e.silence_ms for _, e in events if isinstance(e, SpeechAudio)]
+    assert silences == [0, 0, 0, 0, 10, 0, 10, 20, 30, 40, 50]
     i, end = events[-1]
     assert isinstance(end, SpeechEnded)
     assert end.reason == "silence"

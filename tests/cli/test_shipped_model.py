@@ -100,3 +100,31 @@ def test_the_language_model_turns_spellings_into_words(synth: Callable[..., Path
     lexicon = {line.split("\t")[0] for line in (SHIPPED / "lm" / "lexicon.txt").read_text().splitlines()}
     assert all(w in lexicon for t in texts["auto"] for w in t.split()), texts["auto"]
     assert jiwer.wer(refs, texts["auto"]) < jiwer.wer(refs, texts["off"]), texts
+
+
+def test_the_daemon_drops_a_speculative_final_when_speech_resumes(
+    synth: Callable[..., Path], compose: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Two sentences 0.2 s apart are one utterance (a 1.2 s hangover). The full final pass starts
+    speculatively in the pause, must be dropped when the second sentence begins, and the final must
+    hold both sentences; the one after the last word is kept (nothing resumes)."""
+    from ambient.devtools.daemon import daemon_config, read_log, write_config
+
+    first, second = "turn on the kitchen light", "set a timer for ten minutes"
+    wav = compose(tmp_path / "two.wav", [0.8, synth(first), 0.2, synth(second), 2.0])
+    cfg = daemon_config(
+        tmp_path,
+        SHIPPED / "model.pt",
+        recognizer={"final_pass": "full", "final_pass_silence_ms": 120},
+        vad={"hangover_ms": 1200},  # espeak-ng pads each sentence with silence of its own
+        event_log={"fsync": "never"},
+    )
+    proc = _ambient("run", "--config", str(write_config(tmp_path / "c.yaml", cfg)), "--file", str(wav), "--fast")
+    assert proc.returncode == 0, proc.stderr
+    finals = [r for r in read_log(tmp_path / "events.jsonl") if r["type"] == "final"]
+    assert len(finals) == 1, finals
+    words = set(normalize_text(finals[0]["text"]).split())
+    assert len(words & set(first.split())) >= 2 and len(words & set(second.split())) >= 2, finals[0]["text"]
+    logs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    utt = [r for r in logs if r.get("event") == "utterance"]
+    assert len(utt) == 1 and utt[0]["speculations_dropped"] >= 1, utt

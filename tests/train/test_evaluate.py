@@ -84,6 +84,12 @@ def test_batched_dev_decoding_matches_the_streaming_recognizer(tmp_path: Path, c
     )
     assert counts["stream"] == report.overall
     assert counts["full"].utterances == len(utts)
+    # two-pass finals: the recognizer's full-context pass is the batched full-context decoding
+    full = evaluate_streaming(model, utts, chunk_ms=chunk_ms, block_samples=777, final_pass="full")
+    assert full.final_pass == "full" and counts["full"] == full.overall
+    full_batched = decode_batch(model, batch, chunk_frames=0, left_chunks=-1)
+    assert [full_batched[batch.utts.index(i)] for i in range(len(utts))] == [r.hypothesis for r in full.results]
+    assert [r.hypothesis for r in full.results] != streamed, "full and chunked context should differ here"
 
 
 def _eval(*args: str) -> subprocess.CompletedProcess[str]:

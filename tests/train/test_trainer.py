@@ -225,6 +225,8 @@ def test_train_converges_resumes_exactly_and_evaluates(digits: tuple[Path, Path]
             str(dev),
             "--json",
             "--utterances",
+            "--final-pass",
+            "streaming",  # what the trainer's dev WER measures
         ],
         capture_output=True,
         text=True,

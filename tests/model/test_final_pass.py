@@ -1,0 +1,95 @@
+"""Two-pass finals: the full-context second pass, its speculation during the hangover, and dropping it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ambient.model.asr import AsrModel
+from ambient.model.ctc import Hypothesis, greedy_decode
+from ambient.model.testing import build_tiny_model
+from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
+
+
+def _model() -> AsrModel:
+    model = build_tiny_model("residual", seed=5)
+    with torch.no_grad():
+        model.head.bias.copy_(torch.linspace(-1.0, 1.0, model.head.bias.numel()))  # fewer all-blank outputs
+    return model.eval()
+
+
+def _audio(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    tone = 0.3 * np.sin(2 * np.pi * (150 + 60 * np.sin(2 * np.pi * 0.9 * t)) * t)
+    return (tone * (0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t)) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def _full(model: AsrModel, pcm: np.ndarray) -> Hypothesis:
+    """What one full-context forward pass over ``pcm`` decodes to (the reference for the recognizer):
+    text, word timings and confidences."""
+    rec = StreamingRecognizer(model)
+    return greedy_decode(rec.full_context_log_probs(pcm), model.tokenizer, frame_shift_s=model.frame_shift_s)
+
+
+def _feed(rec: StreamingRecognizer, pcm: np.ndarray, block: int = 700) -> None:
+    for i in range(0, len(pcm), block):
+        rec.accept(pcm[i : i + block])
+
+
+def test_full_final_is_one_full_context_pass_and_differs_from_the_chunked_one() -> None:
+    model = _model()
+    pcm = _audio(3.0, seed=1)
+    expected = _full(model, pcm)
+    assert expected.text, "the random model should emit something for the comparison to mean anything"
+    full = StreamingRecognizer(model, chunk_ms=160, final_pass="full")
+    hyp, seconds = transcribe_blocks(full, [pcm[i : i + 999] for i in range(0, len(pcm), 999)])
+    assert hyp == expected and seconds == pytest.approx(3.0)
+    assert all(0 <= w.start <= w.end <= 3.05 for w in hyp.words)
+    streaming, _ = transcribe_blocks(StreamingRecognizer(model, chunk_ms=160), [pcm])
+    assert streaming != expected, "160 ms chunks and full context should disagree on this input"
+    # the recognizer is ready for the next utterance: nothing of the first one is kept
+    again, _ = transcribe_blocks(full, [pcm[:16000]])
+    assert again == _full(model, pcm[:16000])
+
+
+def test_a_speculation_stands_until_dropped() -> None:
+    model = _model()
+    speech, tail = _audio(2.0, seed=2), _audio(1.0, seed=3)
+    rec = StreamingRecognizer(model, final_pass="full")
+    _feed(rec, speech)
+    rec.speculate()
+    assert rec.speculated
+    _feed(rec, tail)  # the caller's "silence": not decoded again
+    assert rec.finish() == _full(model, speech)
+    assert not rec.speculated  # finish resets
+
+    _feed(rec, speech)
+    rec.speculate()
+    _feed(rec, tail)
+    rec.drop_speculation()  # speech resumed: the final covers all of it
+    assert not rec.speculated
+    assert rec.finish() == _full(model, np.concatenate([speech, tail]))
+    assert _full(model, np.concatenate([speech, tail])) != _full(model, speech)
+
+
+def test_streaming_finals_ignore_speculation_and_bad_modes_are_refused() -> None:
+    model = _model()
+    pcm = _audio(2.0, seed=4)
+    rec = StreamingRecognizer(model, final_pass="streaming")
+    _feed(rec, pcm[:16000])
+    rec.speculate()
+    assert not rec.speculated
+    _feed(rec, pcm[16000:])
+    reference, _ = transcribe_blocks(StreamingRecognizer(model), [pcm])
+    assert rec.finish() == reference
+    with pytest.raises(ValueError, match="final_pass"):
+        StreamingRecognizer(model, final_pass="twice")  # type: ignore[arg-type]
+
+
+def test_empty_utterance_gives_an_empty_final() -> None:
+    rec = StreamingRecognizer(_model(), final_pass="full")
+    assert rec.finish().text == ""
+    rec.accept(np.zeros(100, np.float32))  # less than one feature frame
+    assert rec.finish().text == ""
