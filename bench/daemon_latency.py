@@ -2,7 +2,7 @@
 end of speech -> final, measured by a socket client.
 
 Usage: python bench/daemon_latency.py [--model PATH | --random-config NAME] [--utterances 8]
-                                      [--sources mic,file] [--json OUT]
+                                      [--sources mic,file] [--final-passes full,streaming] [--json OUT]
 
 Speech is synthesized at run time (espeak-ng and flite, alternating) and composed into one
 recording: a lead-in silence, then each utterance followed by ``--gap-s`` of silence. The onset and
@@ -30,6 +30,10 @@ gives the moment it can open each utterance (``min_speech_ms`` of voiced frames)
 beyond the acoustic end (webrtcvad hears the decay of the last word), and ``gate>final`` the time
 from the gate's decision to the final's arrival: block delivery, the last encoder chunk, the event
 log's fsync and publishing. So end -> final = tail + hangover + gate>final.
+
+Each source runs once per ``--final-passes`` entry (``recognizer.final_pass``): ``full`` finals come
+from the second, full-context pass the worker starts ``recognizer.final_pass_silence_ms`` into the
+trailing silence; ``streaming`` finals from the chunked pass's last chunk at the gate's close.
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ def _config(args: argparse.Namespace, workdir: Path, model: Path, **audio: Any) 
         model,
         audio={"block_ms": args.block_ms, "idle_poll_ms": args.idle_poll_ms, **audio},
         vad={"hangover_ms": args.hangover_ms},
-        recognizer={"chunk_ms": args.chunk_ms},
+        recognizer={"chunk_ms": args.chunk_ms, "final_pass": args.final_pass},
         model={"int8": args.int8},
     )
 
@@ -376,6 +380,7 @@ def _hi(key: str, q: str = "p90") -> Any:
 
 COLUMNS = (
     Column("source", "source"),
+    Column("final pass", lambda r: r.get("final_pass", "streaming")),
     Column("utts", lambda r: f"{r['recognized']}/{r['utterances']}"),
     Column("split", "split"),
     Column("false", "false_starts"),
@@ -413,11 +418,15 @@ def main() -> int:
     )
     ap.add_argument("--chunk-ms", type=int, default=640, help="recognizer.chunk_ms")
     ap.add_argument("--hangover-ms", type=int, default=600, help="vad.hangover_ms")
+    ap.add_argument("--final-passes", default="full,streaming", help="recognizer.final_pass values, each a run")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
     sources = [s for s in args.sources.split(",") if s]
     if bad := set(sources) - {"mic", "file"}:
         ap.error(f"unknown source(s): {', '.join(sorted(bad))}")
+    passes = [p for p in args.final_passes.split(",") if p]
+    if not passes or (bad := set(passes) - {"full", "streaming"}):
+        ap.error(f"--final-passes: full and/or streaming, not {args.final_passes!r}")
     if args.gap_s * 1000 <= args.hangover_ms + 300:
         ap.error("--gap-s must exceed the hangover by at least 0.3 s, or utterances merge")
     if "mic" in sources and (why := pulse_missing()):
@@ -432,14 +441,16 @@ def main() -> int:
         summaries: list[dict[str, Any]] = []
         details: dict[str, list[dict[str, Any]]] = {}
         notes: list[str] = []
-        for source in sources:
-            run = (run_mic if source == "mic" else run_file)(args, workdir, model.path, utts, wav)
+        for source, final_pass in itertools.product(sources, passes):
+            run_args = argparse.Namespace(**{**vars(args), "final_pass": final_pass})
+            run = (run_mic if source == "mic" else run_file)(run_args, workdir, model.path, utts, wav)
             summary, per_utt = analyse(run, utts, args.hangover_ms)
+            summary["final_pass"] = final_pass
             summaries.append(summary)
-            details[source] = per_utt
+            details[f"{source}/{final_pass}"] = per_utt
             notes += run.notes
             if summary["recognized"] < len(utts):
-                notes.append(f"{source}: {len(utts) - summary['recognized']} utterance(s) got no final")
+                notes.append(f"{source}/{final_pass}: {len(utts) - summary['recognized']} utterance(s) got no final")
         print_table(
             f"daemon latency (ms), {len(utts)} utterances of {signal.size / SAMPLE_RATE:.0f} s of audio, "
             f"chunk {args.chunk_ms} ms, hangover {args.hangover_ms} ms, block {args.block_ms} ms, "

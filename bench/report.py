@@ -104,6 +104,7 @@ def render_daemon_latency(doc: Doc) -> str:
     rows = [
         [
             r["source"],
+            r.get("final_pass", "streaming"),  # results from before two-pass finals: streaming
             f"{r['recognized']}/{r['utterances']}",
             _fmt(r["split"]),
             _fmt(r["false_starts"]),
@@ -121,6 +122,7 @@ def render_daemon_latency(doc: Doc) -> str:
     ]
     headers = [
         "source",
+        "final pass",
         "recognized",
         "split",
         "false starts",

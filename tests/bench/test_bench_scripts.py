@@ -83,11 +83,11 @@ def test_daemon_latency_measures_both_sources(latency: tuple[str, dict[str, Any]
     out, doc = latency
     assert "final med" in out and "\nmic " in out and "\nfile " in out
     assert doc["settings"]["hangover_ms"] == 600
-    by_source = {r["source"]: r for r in doc["results"]}
-    assert set(by_source) == {"mic", "file"}
-    for source, r in by_source.items():
-        assert r["recognized"] == 1 and r["false_starts"] == 0, (source, r)
-        (utt,) = doc["utterances"][source]
+    by_run = {f"{r['source']}/{r['final_pass']}": r for r in doc["results"]}
+    assert set(by_run) == {"mic/full", "mic/streaming", "file/full", "file/streaming"}
+    for run, r in by_run.items():
+        assert r["recognized"] == 1 and r["false_starts"] == 0, (run, r)
+        (utt,) = doc["utterances"][run]
         assert utt["located"] and utt["final_reason"] == "silence"
         # Causality: the reference clock and the client's clock agree on the order of things.
         assert utt["speech_start_ms"] > 0
@@ -99,8 +99,9 @@ def test_daemon_latency_measures_both_sources(latency: tuple[str, dict[str, Any]
         assert utt["vad_tail_ms"] is not None and utt["gate_to_final_ms"] is not None
     # The file source feeds the daemon's gate exactly the samples the offline gate saw, so no event
     # can arrive before the gate's decision (the microphone's frame phase differs by up to a frame).
-    (utt,) = doc["utterances"]["file"]
-    assert utt["gate_to_speech_start_ms"] > 0 and utt["gate_to_final_ms"] > 0
+    for final_pass in ("full", "streaming"):
+        (utt,) = doc["utterances"][f"file/{final_pass}"]
+        assert utt["gate_to_speech_start_ms"] > 0 and utt["gate_to_final_ms"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,8 @@ def test_report_renders_every_result(
     assert subprocess.run(check, capture_output=True, timeout=60, check=False).returncode == 1  # stale
     _run("report.py", "--results", str(results), "--doc", str(doc))
     text = doc.read_text()
-    assert "| source | recognized |" in text and "| mic | 1/1 |" in text
+    assert "| source | final pass | recognized |" in text and "| mic | full | 1/1 |" in text
+    assert "| file | streaming | 1/1 |" in text
     assert "| block ms | VAD | condition |" in text and "| 30 | 2 | silence |" in text
     assert "| fp32 |" in text and "RSS after load" in text
     assert "none-4L" in text and "![scaling charts](" in text
