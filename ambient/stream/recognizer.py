@@ -33,7 +33,14 @@ from ambient.model.cache import EncoderCache
 from ambient.model.ctc import GreedyCollapser, Hypothesis, best_path
 from ambient.model.lexicon_lm import LexiconLm, LmCollapser
 
-__all__ = ["DEFAULT_LEFT_CONTEXT_S", "FINAL_PASSES", "FinalPass", "StreamingRecognizer", "transcribe_blocks"]
+__all__ = [
+    "DEFAULT_LEFT_CONTEXT_S",
+    "FINAL_PASSES",
+    "FULL_PASS_MAX_S",
+    "FinalPass",
+    "StreamingRecognizer",
+    "transcribe_blocks",
+]
 
 #: Attention left context used when the model metadata does not say otherwise.
 DEFAULT_LEFT_CONTEXT_S = 10.24
@@ -42,6 +49,11 @@ DEFAULT_LEFT_CONTEXT_S = 10.24
 #: the whole utterance with full attention context.
 FinalPass = Literal["streaming", "full"]
 FINAL_PASSES: tuple[FinalPass, ...] = ("streaming", "full")
+
+#: Longest utterance the full pass takes (its attention is quadratic in the length, and training
+#: utterances are at most 16 s); longer ones (a long file through ``ambient transcribe``) keep the
+#: chunked pass's final. The daemon's utterances end at ``vad.max_utterance_s`` (20 s by default).
+FULL_PASS_MAX_S = 30.0
 
 
 class StreamingRecognizer:
@@ -90,6 +102,7 @@ class StreamingRecognizer:
         self._chunks_done = 0
         self._utterance: list[np.ndarray] = []  # all float32 samples, kept for a full final pass
         self._speculation: Hypothesis | None = None
+        self._too_long = False  # past FULL_PASS_MAX_S: the chunked pass makes the final
 
     @property
     def audio_seconds(self) -> float:
@@ -136,9 +149,11 @@ class StreamingRecognizer:
             return None
         samples = pcm.astype(np.float32) / 32768.0 if pcm.dtype == np.int16 else pcm
         self._held.append(samples)
-        if self.final_pass == "full":
-            self._utterance.append(samples)
         self._samples += len(pcm)
+        if self.final_pass == "full" and not self._too_long:
+            self._utterance.append(samples)
+            if self._samples > FULL_PASS_MAX_S * SAMPLE_RATE:
+                self._too_long, self._utterance = True, []
         chunks = self._chunks_available(self._samples)
         if chunks <= self._chunks_done:
             return None
@@ -172,7 +187,7 @@ class StreamingRecognizer:
         """With ``final_pass="full"``: run the full pass now, on the audio so far, and keep it as the
         final. The daemon calls this once the trailing silence begins, so the pass runs while the
         hangover elapses; it must call :meth:`drop_speculation` if speech resumes. No-op otherwise."""
-        if self.final_pass == "full":
+        if self.final_pass == "full" and not self._too_long:
             self._speculation = self._full_pass()
 
     def drop_speculation(self) -> None:
@@ -187,9 +202,12 @@ class StreamingRecognizer:
     def finish(self) -> Hypothesis:
         """End the utterance and reset. Streaming finals: flush the last partial chunk and return the
         chunked pass's result. Full finals: the standing speculation, else the full pass now (audio
-        after a speculation is the caller's silence and is not decoded)."""
-        if self.final_pass == "full":
-            hyp = self._speculation if self._speculation is not None else self._full_pass()
+        after a speculation is the caller's silence and is not decoded); past ``FULL_PASS_MAX_S``
+        without a speculation, the chunked pass's result."""
+        if self._speculation is not None:
+            hyp = self._speculation
+        elif self.final_pass == "full" and not self._too_long:
+            hyp = self._full_pass()
         else:
             self._step(final=True)
             c = self._collapser

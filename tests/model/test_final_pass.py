@@ -93,3 +93,19 @@ def test_empty_utterance_gives_an_empty_final() -> None:
     assert rec.finish().text == ""
     rec.accept(np.zeros(100, np.float32))  # less than one feature frame
     assert rec.finish().text == ""
+
+
+def test_utterances_past_the_full_pass_limit_keep_the_chunked_final(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ambient.stream.recognizer as recognizer
+
+    monkeypatch.setattr(recognizer, "FULL_PASS_MAX_S", 1.5)
+    model = _model()
+    pcm = _audio(2.5, seed=6)
+    chunked, _ = transcribe_blocks(StreamingRecognizer(model), [pcm])
+    assert chunked != _full(model, pcm)
+    rec = StreamingRecognizer(model, final_pass="full")
+    _feed(rec, pcm)
+    rec.speculate()  # too long: nothing kept, nothing to speculate on
+    assert not rec.speculated and rec.finish() == chunked
+    short, _ = transcribe_blocks(rec, [pcm[:16000]])  # the limit is per utterance
+    assert short == _full(model, pcm[:16000])
