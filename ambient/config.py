@@ -275,7 +275,17 @@ class RecognizerConfig(_Section):
         decoding_defaults.WORD_SCORE, ge=-10, le=10, description="Score added per word (counters the LM's short bias)."
     )
     beam_size: int = Field(
-        decoding_defaults.BEAM_SIZE, ge=1, le=1000, description="Hypotheses kept per frame by the beam search."
+        decoding_defaults.BEAM_SIZE,
+        ge=1,
+        le=1000,
+        description="Hypotheses kept per frame by the beam search of the chunked pass (partials, streaming finals).",
+    )
+    final_beam_size: int = Field(
+        decoding_defaults.FINAL_BEAM_SIZE,
+        ge=1,
+        le=4096,
+        description="Hypotheses kept per frame by the beam search of `final_pass: full`: it runs once per "
+        "utterance, within the hangover, so it affords a wider search.",
     )
 
 

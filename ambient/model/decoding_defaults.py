@@ -15,3 +15,6 @@ LM_WEIGHT = 1.5
 WORD_SCORE = 0.0
 #: Hypotheses kept per frame.
 BEAM_SIZE = 256
+#: Hypotheses kept per frame by the full-context final pass (``recognizer.final_pass: full``): it runs
+#: once per utterance, inside the hangover, so it can afford a wider search than the partials.
+FINAL_BEAM_SIZE = 512

@@ -27,7 +27,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,8 @@ class LmOptions:
     """Beam-search settings (flashlight ``LexiconDecoderOptions``)."""
 
     beam_size: int = decoding_defaults.BEAM_SIZE
+    #: ``beam_size`` of the full-context final pass (:meth:`LexiconLm.for_final_pass`).
+    final_beam_size: int = decoding_defaults.FINAL_BEAM_SIZE
     beam_size_token: int = 12
     beam_threshold: float = 20.0
     lm_weight: float = decoding_defaults.LM_WEIGHT
@@ -210,6 +212,12 @@ class LexiconLm:
         other.options = options
         other._fl_options = self._decoder_options(options)
         return other
+
+    def for_final_pass(self) -> LexiconLm:
+        """This LM with ``beam_size = final_beam_size``: the search of the full-context final pass
+        (the same loaded LM and trie; ``self`` when the two sizes are equal)."""
+        o = self.options
+        return self if o.final_beam_size == o.beam_size else self.with_options(replace(o, beam_size=o.final_beam_size))
 
     def new_decoder(self) -> object:
         """A fresh flashlight decoder over the shared trie and LM."""

@@ -12,7 +12,8 @@ frames, so an hour-long file costs an hour's worth of frames, not their square.
 
 Two-pass finals (``final_pass="full"``): the chunked pass above still makes the partials, but the
 final is a second pass over the whole utterance with full attention context, both directions (the
-model is trained on both; see docs/model.md), decoded from scratch. The daemon hides its cost in
+model is trained on both; see docs/model.md), decoded from scratch, with the LM's wider
+``final_beam_size``. The daemon hides its cost in
 the hangover: :meth:`StreamingRecognizer.speculate` runs it once the trailing silence begins, and
 :meth:`StreamingRecognizer.finish` returns that result unless the caller dropped it because speech
 resumed (:meth:`StreamingRecognizer.drop_speculation`).
@@ -74,6 +75,8 @@ class StreamingRecognizer:
             raise ValueError(f"final_pass must be one of {FINAL_PASSES}, not {final_pass!r}")
         self.model = model
         self.lm = lm
+        #: The full pass's search: ``lm`` at its ``final_beam_size``.
+        self.final_lm = None if lm is None else lm.for_final_pass()
         self.final_pass: FinalPass = final_pass
         #: Called with each chunk's ``log_probs (T, V)`` before decoding (tools record them with it);
         #: the chunked pass only, not the full pass of two-pass finals.
@@ -175,11 +178,11 @@ class StreamingRecognizer:
         pcm = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
         log_probs = self.full_context_log_probs(pcm)
         shift = self.model.frame_shift_s
-        if self.lm is None:
+        if self.final_lm is None:
             greedy = GreedyCollapser(self.model.tokenizer, frame_shift_s=shift)
             greedy.push(best_path(log_probs))
             return greedy.hypothesis()
-        beam = LmCollapser(self.lm, frame_shift_s=shift)
+        beam = LmCollapser(self.final_lm, frame_shift_s=shift)
         beam.push(log_probs)
         return beam.finish()
 

@@ -33,7 +33,12 @@ def test_restart_only_settings_keep_their_running_values() -> None:
     new = cfg(
         model={"path": "/other/model.pt", "threads": 2},
         socket={"path": "/tmp/y.sock"},
-        recognizer={"chunk_ms": 320, "lm": False, "lm_weight": 2.0},  # YAML's unquoted `off` is False
+        recognizer={
+            "chunk_ms": 320,
+            "lm": False,  # YAML's unquoted `off` is False
+            "lm_weight": 2.0,
+            "final_beam_size": 64,
+        },
         audio={"device": "usb"},
     )
     assert new.recognizer.lm == "off"
@@ -46,6 +51,7 @@ def test_restart_only_settings_keep_their_running_values() -> None:
         "recognizer.chunk_ms",
         "recognizer.lm",
         "recognizer.lm_weight",
+        "recognizer.final_beam_size",
     }
     assert plan.effective.model == running.model
     assert plan.effective.socket == running.socket

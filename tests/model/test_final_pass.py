@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +111,29 @@ def test_utterances_past_the_full_pass_limit_keep_the_chunked_final(monkeypatch:
     assert not rec.speculated and rec.finish() == chunked
     short, _ = transcribe_blocks(rec, [pcm[:16000]])  # the limit is per utterance
     assert short == _full(model, pcm[:16000])
+
+
+def test_the_full_pass_searches_with_the_wider_final_beam(tmp_path: Path) -> None:
+    from ambient.devtools.lm import write_toy_lm
+    from ambient.model.lexicon_lm import LexiconLm, LmCollapser, LmOptions
+
+    model = _model()
+    folder = write_toy_lm(tmp_path / "lm")
+    pcm = _audio(3.0, seed=1)
+
+    def lm(beam: int, final_beam: int) -> LexiconLm:
+        options = LmOptions(beam_size=beam, final_beam_size=final_beam, word_score=2.0)
+        return LexiconLm(folder / "lm.arpa", folder / "lexicon.txt", model.tokenizer, options)
+
+    def reference(beam: int) -> Hypothesis:
+        """One search at ``beam`` over the full-context log-probs."""
+        search = LmCollapser(lm(beam, beam), frame_shift_s=model.frame_shift_s)
+        search.push(StreamingRecognizer(model).full_context_log_probs(pcm))
+        return search.finish()
+
+    assert reference(1).text != reference(64).text, "on this input a one-hypothesis search should lose the word"
+    wide = StreamingRecognizer(model, lm=lm(1, 64), final_pass="full")
+    assert wide.lm is not None and wide.lm.options.beam_size == 1  # the chunked pass keeps its beam
+    assert wide.final_lm is not None and wide.final_lm.options.beam_size == 64
+    assert transcribe_blocks(wide, [pcm])[0] == reference(64)
+    assert transcribe_blocks(StreamingRecognizer(model, lm=lm(1, 1), final_pass="full"), [pcm])[0] == reference(1)
