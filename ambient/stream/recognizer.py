@@ -37,6 +37,7 @@ from ambient.model.lexicon_lm import LexiconLm, LmCollapser
 __all__ = [
     "DEFAULT_LEFT_CONTEXT_S",
     "FINAL_PASSES",
+    "FULL_PASS_BUCKET_FRAMES",
     "FULL_PASS_MAX_S",
     "FinalPass",
     "StreamingRecognizer",
@@ -55,6 +56,10 @@ FINAL_PASSES: tuple[FinalPass, ...] = ("streaming", "full")
 #: utterances are at most 16 s); longer ones (a long file through ``ambient transcribe``) keep the
 #: chunked pass's final. The daemon's utterances end at ``vad.max_utterance_s`` (20 s by default).
 FULL_PASS_MAX_S = 30.0
+
+#: The full pass's input is padded to a multiple of this many feature frames (0.64 s): at most ~50
+#: distinct shapes up to ``FULL_PASS_MAX_S``, so the kernels oneDNN caches per shape stay bounded.
+FULL_PASS_BUCKET_FRAMES = 64
 
 
 class StreamingRecognizer:
@@ -167,11 +172,16 @@ class StreamingRecognizer:
         """``pcm (n,)`` float32 samples of a whole utterance -> ``log_probs (T', V)`` from one encoder
         pass with full attention context (no chunking): the second pass of two-pass finals."""
         feats = compute_fbank(pcm)
-        if feats.size(0) == 0:
+        t = feats.size(0)
+        if t == 0:
             return torch.zeros(0, self.model.dims.vocab_size)
+        # Padded (and masked) to a multiple of FULL_PASS_BUCKET_FRAMES: oneDNN caches its kernels per
+        # input shape, so one shape per utterance length would grow the daemon's memory for good.
+        padded = -(-t // FULL_PASS_BUCKET_FRAMES) * FULL_PASS_BUCKET_FRAMES
+        feats = torch.nn.functional.pad(feats, (0, 0, 0, padded - t))
         with torch.inference_mode():
-            log_probs, _ = self.model(feats[None], torch.tensor([feats.size(0)]))
-        return log_probs[0]
+            log_probs, out_len = self.model(feats[None], torch.tensor([t]))
+        return log_probs[0, : int(out_len[0])]
 
     def _full_pass(self) -> Hypothesis:
         """Recognize all audio of the utterance so far with :meth:`full_context_log_probs`."""

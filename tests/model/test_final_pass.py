@@ -137,3 +137,17 @@ def test_the_full_pass_searches_with_the_wider_final_beam(tmp_path: Path) -> Non
     assert wide.final_lm is not None and wide.final_lm.options.beam_size == 64
     assert transcribe_blocks(wide, [pcm])[0] == reference(64)
     assert transcribe_blocks(StreamingRecognizer(model, lm=lm(1, 1), final_pass="full"), [pcm])[0] == reference(1)
+
+
+@pytest.mark.parametrize("seconds", [0.3, 0.64, 1.37, 2.9])
+def test_the_full_pass_pads_to_a_bucket_without_changing_its_output(seconds: float) -> None:
+    from ambient.audio.features import compute_fbank
+
+    model = _model()
+    pcm = _audio(seconds, seed=7)
+    feats = compute_fbank(pcm)
+    with torch.inference_mode():
+        unpadded, out_len = model(feats[None], torch.tensor([feats.size(0)]))
+    bucketed = StreamingRecognizer(model).full_context_log_probs(pcm)
+    assert bucketed.shape == (int(out_len[0]), model.dims.vocab_size) == unpadded[0].shape
+    torch.testing.assert_close(bucketed, unpadded[0], atol=1e-4, rtol=1e-4)
