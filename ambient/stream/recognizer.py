@@ -177,7 +177,7 @@ class StreamingRecognizer:
             return torch.zeros(0, self.model.dims.vocab_size)
         # Padded (and masked) to a multiple of FULL_PASS_BUCKET_FRAMES: oneDNN caches its kernels per
         # input shape, so one shape per utterance length would grow the daemon's memory for good.
-        padded = -(-t // FULL_PASS_BUCKET_FRAMES) * FULL_PASS_BUCKET_FRAMES
+        padded = math.ceil(t / FULL_PASS_BUCKET_FRAMES) * FULL_PASS_BUCKET_FRAMES
         feats = torch.nn.functional.pad(feats, (0, 0, 0, padded - t))
         with torch.inference_mode():
             log_probs, out_len = self.model(feats[None], torch.tensor([t]))
