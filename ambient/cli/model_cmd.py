@@ -1,4 +1,8 @@
-"""``ambient model info [PATH] [--json]``: what a model file holds."""
+"""``ambient model info [PATH] [--json]``: what a model file holds.
+
+``ambient model average RUN_DIR --last N --out FILE``: the mean of the weights of a run's last ``N``
+training states, written as a model file (see :mod:`ambient.train.average`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("path", nargs="?", type=Path, default=None, help="model file (default: the shipped model)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
+    avg = msub.add_parser("average", help="average the weights of a run's last training states into a model file")
+    avg.add_argument("run_dir", type=Path, help="training run directory (holds state-*.pt and last.pt)")
+    avg.add_argument("--last", type=int, default=5, help="how many of the newest training states (default 5)")
+    avg.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
+    avg.add_argument(
+        "--reference", type=Path, default=None, help="model file giving dims, tokenizer, meta (default RUN_DIR/last.pt)"
+    )
+    avg.set_defaults(func=run_average)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -43,4 +55,18 @@ def run_info(args: argparse.Namespace) -> int:
     )
     print(f"file            {info['file_size']:,} bytes{'  int8' if info['int8'] else ''}")
     print(f"sha256          {info['sha256']}")
+    return 0
+
+
+def run_average(args: argparse.Namespace) -> int:
+    """Average the newest training states of a run into a model file."""
+    from ambient.errors import ConfigError
+    from ambient.train.average import average_checkpoints, last_training_states
+
+    if args.last < 1:
+        raise ConfigError(f"--last must be at least 1, got {args.last}")
+    states = last_training_states(args.run_dir, args.last)
+    reference: Path = args.reference or args.run_dir / "last.pt"
+    sha = average_checkpoints(states, reference, args.out)
+    print(f"averaged {', '.join(p.name for p in states)} -> {args.out} (sha256 {sha[:16]}...)")
     return 0
