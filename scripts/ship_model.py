@@ -57,10 +57,7 @@ def ship_model(checkpoint: Path, folder: Path, name: str) -> None:
     """fp32 and int8 files of ``checkpoint`` in ``folder`` with their SHA256SUMS."""
     model = load_model(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {**model.meta, "name": name}
-    meta.pop("path", None)
-    meta.pop("int8", None)
-    model.meta = meta
+    model.meta["name"] = name
     save_model(model, folder / "model.pt")
     save_model(model, folder / "model-int8.pt", int8=True)
     lines = []

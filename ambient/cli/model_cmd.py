@@ -60,11 +60,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_average(args: argparse.Namespace) -> int:
     """Average the newest training states of a run into a model file."""
-    from ambient.errors import ConfigError
     from ambient.train.average import average_checkpoints, last_training_states
 
-    if args.last < 1:
-        raise ConfigError(f"--last must be at least 1, got {args.last}")
     states = last_training_states(args.run_dir, args.last)
     reference: Path = args.reference or args.run_dir / "last.pt"
     sha = average_checkpoints(states, reference, args.out)

@@ -28,6 +28,7 @@ from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import tokenizer_from_dict
 
 __all__ = [
+    "LOAD_TIME_META",
     "file_sha256",
     "load_model",
     "quantize_int8",
@@ -39,6 +40,7 @@ __all__ = [
 
 FORMAT = "ambient-asr"
 VERSION = 1
+LOAD_TIME_META = ("path", "int8")  # meta keys load_model sets from the file it read; never stored
 
 
 def file_sha256(path: Path) -> str:
@@ -111,7 +113,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def save_model(model: AsrModel, path: str | Path, *, meta: dict[str, Any] | None = None, int8: bool = False) -> str:
     """Write ``model`` (fp32, or int8-quantized when ``int8``) to ``path`` plus ``path.sha256``.
 
-    Returns the SHA-256. Both files are written atomically (temp file, fsync, rename).
+    Returns the SHA-256. Both files are written atomically (temp file, fsync, rename). The meta keys
+    :func:`load_model` derives from the file it read (``LOAD_TIME_META``) are not stored.
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,7 @@ def save_model(model: AsrModel, path: str | Path, *, meta: dict[str, Any] | None
         "version": VERSION,
         "dims": model.dims.to_dict(),
         "tokenizer": model.tokenizer.to_dict(),
-        "meta": {**model.meta, **(meta or {})},
+        "meta": {k: v for k, v in {**model.meta, **(meta or {})}.items() if k not in LOAD_TIME_META},
         "quantized": "int8" if int8 else None,
         "state_dict": m.state_dict(),
     }

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ambient.model.asr import AsrModel
+from ambient.model.checkpoint import LOAD_TIME_META
 from ambient.model.sharing import LinearBank, VectorBank
 
 __all__ = ["model_info", "stored_params", "virtual_params"]
@@ -72,7 +73,7 @@ def model_info(model: AsrModel, path: Path | None = None, sha256: str | None = N
         "vocab_size": d.vocab_size,
         "frame_shift_ms": round(model.frame_shift_s * 1000, 3),
         "int8": bool(model.meta.get("int8", False)),
-        "meta": {k: v for k, v in model.meta.items() if k not in ("path", "int8")},
+        "meta": {k: v for k, v in model.meta.items() if k not in LOAD_TIME_META},
     }
     if path is not None:
         info["file"] = str(path)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ambient.errors import CheckpointError
+from ambient.errors import CheckpointError, ConfigError
 from ambient.model.checkpoint import load_model, read_checkpoint, save_model
 from ambient.train.checkpointing import list_training_states
 
@@ -56,8 +56,11 @@ def last_training_states(run_dir: str | Path, n: int) -> list[Path]:
     """The newest ``n`` training states of ``run_dir``, oldest first.
 
     Raises:
+        ConfigError: ``n`` is below 1.
         CheckpointError: fewer than ``n`` states in the directory.
     """
+    if n < 1:
+        raise ConfigError(f"the number of training states to average must be at least 1, got {n}")
     states = list_training_states(run_dir)
     if len(states) < n:
         raise CheckpointError(f"{run_dir}: {len(states)} training states, {n} asked for")
@@ -92,8 +95,6 @@ def average_checkpoints(inputs: Sequence[Path], reference: Path, out: Path) -> s
         raise CheckpointError(
             f"{reference}: the averaged weights do not fit its model ({str(e).splitlines()[0]})"
         ) from None
-    meta = {k: v for k, v in model.meta.items() if k not in ("path", "int8")}
-    training = dict(meta.get("training") or {})
+    training = dict(model.meta.get("training") or {})
     training["averaged_from"] = [Path(p).name for p in inputs]
-    meta["training"] = training
-    return save_model(model, out, meta=meta)
+    return save_model(model, out, meta={"training": training})

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ambient.errors import CheckpointError
+from ambient.errors import CheckpointError, ConfigError
 from ambient.model.checkpoint import load_model, save_model
 from ambient.train.average import average_checkpoints, average_state_dicts, last_training_states
 from ambient.train.checkpointing import save_training_state
@@ -37,6 +37,8 @@ def test_the_average_of_training_states_is_the_mean_of_their_weights(tiny_checkp
         else:
             assert torch.equal(v, dicts[2][k])  # integer buffers come from the newest input
     assert avg.meta["training"]["averaged_from"] == ["state-000000020.pt", "state-000000030.pt"]
+    stored = torch.load(out, map_location="cpu", weights_only=True)["meta"]
+    assert "path" not in stored and "int8" not in stored  # load-time keys are not written
     # the averaged model runs
     feats = torch.randn(1, 120, avg.dims.n_mels)
     log_probs, lengths = avg(feats, torch.tensor([120]))
@@ -62,6 +64,8 @@ def test_bad_inputs_are_refused_with_a_clear_error(tiny_checkpoint: Path, tmp_pa
         average_state_dicts([a, {"w": torch.zeros(3)}])
     with pytest.raises(ValueError, match="different parameters"):
         average_state_dicts([a, {"v": torch.zeros(2)}])
+    with pytest.raises(ConfigError, match="at least 1, got 0"):
+        last_training_states(tmp_path, 0)
     with pytest.raises(CheckpointError, match="0 training states, 2 asked for"):
         last_training_states(tmp_path, 2)
     junk = tmp_path / "junk.pt"
