@@ -2,6 +2,9 @@
 
 ``ambient model average RUN_DIR --last N --out FILE``: the mean of the weights of a run's last ``N``
 training states, written as a model file (see :mod:`ambient.train.average`).
+
+``ambient model grow MODEL --rank R --out FILE``: the same model with its low-rank factors grown to
+rank ``R``, computing exactly what it did (see :mod:`ambient.train.grow`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--reference", type=Path, default=None, help="model file giving dims, tokenizer, meta (default RUN_DIR/last.pt)"
     )
     avg.set_defaults(func=run_average)
+    grow = msub.add_parser("grow", help="grow a model's low-rank factors to a higher rank (same outputs)")
+    grow.add_argument("path", type=Path, help="fp32 model file with low-rank factors (scheme residual or lowrank)")
+    grow.add_argument("--rank", type=int, required=True, help="the new rank (at least the current one)")
+    grow.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
+    grow.add_argument("--seed", type=int, default=0, help="seeds the fresh rows of the V factors (default 0)")
+    grow.set_defaults(func=run_grow)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -66,4 +75,17 @@ def run_average(args: argparse.Namespace) -> int:
     reference: Path = args.reference or args.run_dir / "last.pt"
     sha = average_checkpoints(states, reference, args.out)
     print(f"averaged {', '.join(p.name for p in states)} -> {args.out} (sha256 {sha[:16]}...)")
+    return 0
+
+
+def run_grow(args: argparse.Namespace) -> int:
+    """Grow a model file's low-rank factors."""
+    from ambient.model.checkpoint import load_model
+    from ambient.model.info import stored_params
+    from ambient.train.grow import grow_model_file
+
+    sha = grow_model_file(args.path, args.rank, args.out, seed=args.seed)
+    before, after = stored_params(load_model(args.path)), stored_params(load_model(args.out))
+    print(f"grew {args.path} to rank {args.rank}: {before:,} -> {after:,} stored params")
+    print(f"wrote {args.out} (sha256 {sha[:16]}...)")
     return 0

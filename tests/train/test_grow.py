@@ -1,0 +1,116 @@
+"""Growing the low-rank factors: the same outputs, more stored capacity, trainable new factors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ambient.errors import CheckpointError, ConfigError
+from ambient.model.asr import AsrModel
+from ambient.model.checkpoint import load_model, save_model
+from ambient.model.info import stored_params
+from ambient.model.sharing import LinearBank
+from ambient.model.testing import build_tiny_model
+from ambient.train.grow import grow_model_file, grow_rank
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "ambient-base" / "model.pt"
+
+
+def _outputs(model: AsrModel, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-context log-probs of ``feats (B, T, 80)`` and the streaming ones of its first item."""
+    with torch.no_grad():
+        full, _ = model(feats, torch.full((feats.shape[0],), feats.shape[1]))
+        cache = model.init_cache(chunk_frames=4, left_chunks=2)
+        parts = []
+        for i in range(0, feats.shape[1], 64):
+            out, cache = model.forward_chunk(feats[:1, i : i + 64], cache, final=i + 64 >= feats.shape[1])
+            parts.append(out)
+    return full, torch.cat(parts, dim=1)
+
+
+@pytest.mark.parametrize("scheme", ["residual", "lowrank"])
+def test_a_grown_model_computes_exactly_what_it_did(scheme: str) -> None:
+    model = build_tiny_model(scheme, seed=3)
+    # trained-looking weights: no factor is left at its initial value
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rank = model.dims.sharing.rank
+    grown = grow_rank(model, rank * 3)
+    assert grown.dims.sharing.rank == rank * 3
+    assert grown.dims.sharing.scheme == scheme
+    assert stored_params(grown) > stored_params(model)
+    feats = torch.randn(2, 256, 80) * 3
+    want_full, want_stream = _outputs(model, feats)
+    got_full, got_stream = _outputs(grown, feats)
+    torch.testing.assert_close(got_full, want_full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_stream, want_stream, rtol=0, atol=1e-5)
+    # the new factors are not dead: one backward pass reaches the new columns of U
+    grown.train()
+    log_probs, _ = grown(feats, torch.full((2,), 256))
+    log_probs[..., 1:].sum().backward()  # any loss that depends on every output
+    grads = [u.weight.grad for bank in grown.modules() if isinstance(bank, LinearBank) for u in bank.u]
+    new_u = [g[:, rank:] for g in grads if isinstance(g, torch.Tensor)]
+    assert new_u and len(new_u) == len(grads)
+    assert sum(float(g.abs().sum()) for g in new_u) > 0
+
+
+def test_the_shipped_model_grows_to_rank_48_with_the_same_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "grown.pt"
+    sha = grow_model_file(SHIPPED, 48, out)
+    assert (tmp_path / "grown.pt.sha256").read_text().split()[0] == sha
+    model, grown = load_model(SHIPPED), load_model(out)  # load_model verifies the SHA-256
+    assert grown.dims.sharing.rank == 48
+    r = model.dims.sharing.rank
+    # rank enters only the factors: each U gains (48 - r) columns of d_out, each V (48 - r) rows of d_in
+    per_rank = sum(
+        len(bank.u) * bank.d_out + len(bank.v) * bank.d_in for bank in model.modules() if isinstance(bank, LinearBank)
+    )
+    assert stored_params(grown) - stored_params(model) == (48 - r) * per_rank
+    assert grown.meta["training"]["grown_from"] == {"file": "model.pt", "rank": r}
+    torch.manual_seed(0)
+    feats = torch.randn(1, 300, 80) * 3 + model.norm_mean
+    want_full, want_stream = _outputs(model, feats)
+    got_full, got_stream = _outputs(grown, feats)
+    torch.testing.assert_close(got_full, want_full, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got_stream, want_stream, rtol=0, atol=1e-4)
+
+
+def test_what_cannot_grow_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'repeat' has no low-rank factors"):
+        grow_rank(build_tiny_model("repeat"), 8)
+    with pytest.raises(ConfigError, match=r"new rank \(2\) is below the model's rank \(4\)"):
+        grow_rank(build_tiny_model("residual"), 2)
+    int8 = tmp_path / "int8.pt"
+    save_model(build_tiny_model("residual"), int8, int8=True)
+    with pytest.raises(CheckpointError, match="int8 model file cannot be grown"):
+        grow_model_file(int8, 8, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_the_cli_grows_a_file_and_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    src = tmp_path / "tiny.pt"
+    save_model(build_tiny_model("residual"), src)
+    out = tmp_path / "grown.pt"
+    r = subprocess.run(
+        [sys.executable, "-m", "ambient", "model", "grow", str(src), "--rank", "12", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "to rank 12" in r.stdout and load_model(out).dims.sharing.rank == 12
+    bad = subprocess.run(
+        [sys.executable, "-m", "ambient", "model", "grow", str(src), "--rank", "2", "--out", str(tmp_path / "x.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "below the model's rank" in lines[0]
+    assert not (tmp_path / "x.pt").exists()
