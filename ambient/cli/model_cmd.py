@@ -80,12 +80,9 @@ def run_average(args: argparse.Namespace) -> int:
 
 def run_grow(args: argparse.Namespace) -> int:
     """Grow a model file's low-rank factors."""
-    from ambient.model.checkpoint import load_model
-    from ambient.model.info import stored_params
     from ambient.train.grow import grow_model_file
 
-    sha = grow_model_file(args.path, args.rank, args.out, seed=args.seed)
-    before, after = stored_params(load_model(args.path)), stored_params(load_model(args.out))
+    sha, before, after = grow_model_file(args.path, args.rank, args.out, seed=args.seed)
     print(f"grew {args.path} to rank {args.rank}: {before:,} -> {after:,} stored params")
     print(f"wrote {args.out} (sha256 {sha[:16]}...)")
     return 0

@@ -23,6 +23,7 @@ import torch
 from ambient.errors import CheckpointError, ConfigError
 from ambient.model.asr import AsrModel
 from ambient.model.checkpoint import load_model, save_model
+from ambient.model.info import stored_params
 
 __all__ = ["grow_model_file", "grow_rank"]
 
@@ -81,8 +82,10 @@ def _is_factor(name: str, which: str) -> bool:
     return len(parts) >= 3 and parts[-3] == which and parts[-1] == "weight" and parts[-2].isdigit()
 
 
-def grow_model_file(src: str | Path, rank: int, out: str | Path, *, seed: int = 0) -> str:
-    """Write ``src`` grown to ``rank`` as the model file ``out``; returns its SHA-256.
+def grow_model_file(src: str | Path, rank: int, out: str | Path, *, seed: int = 0) -> tuple[str, int, int]:
+    """Write ``src`` grown to ``rank`` as the model file ``out``.
+
+    Returns ``(sha256 of out, stored parameters before, stored parameters after)``.
 
     ``out``'s meta records the source under ``training.grown_from`` (file name and old rank).
 
@@ -96,4 +99,5 @@ def grow_model_file(src: str | Path, rank: int, out: str | Path, *, seed: int = 
     grown = grow_rank(model, rank, seed=seed)
     training = dict(model.meta.get("training") or {})
     training["grown_from"] = {"file": Path(src).name, "rank": model.dims.sharing.rank}
-    return save_model(grown, out, meta={"training": training})
+    sha = save_model(grown, out, meta={"training": training})
+    return sha, stored_params(model), stored_params(grown)

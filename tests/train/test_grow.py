@@ -62,7 +62,7 @@ def test_a_grown_model_computes_exactly_what_it_did(scheme: str) -> None:
 def test_the_shipped_model_grows_with_the_same_outputs(tmp_path: Path) -> None:
     r = load_model(SHIPPED).dims.sharing.rank
     out = tmp_path / "grown.pt"
-    sha = grow_model_file(SHIPPED, r + 16, out)
+    sha, before, after = grow_model_file(SHIPPED, r + 16, out)
     assert (tmp_path / "grown.pt.sha256").read_text().split()[0] == sha
     model, grown = load_model(SHIPPED), load_model(out)  # load_model verifies the SHA-256
     assert grown.dims.sharing.rank == r + 16
@@ -71,6 +71,7 @@ def test_the_shipped_model_grows_with_the_same_outputs(tmp_path: Path) -> None:
         len(bank.u) * bank.d_out + len(bank.v) * bank.d_in for bank in model.modules() if isinstance(bank, LinearBank)
     )
     assert stored_params(grown) - stored_params(model) == 16 * per_rank
+    assert (before, after) == (stored_params(model), stored_params(grown))
     assert grown.meta["training"]["grown_from"] == {"file": "model.pt", "rank": r}
     torch.manual_seed(0)
     feats = torch.randn(1, 300, 80) * 3 + model.norm_mean
