@@ -11,6 +11,11 @@ uses greedy CTC (with the default final pass). Each system runs in its own proce
 its resident memory is its own. WER uses the same text normalization as training (numbers spelled
 out, lower case, no punctuation). The peers are optional extras (`scripts/setup.sh --bench`), not
 dependencies of the daemon.
+
+Every system is also compared with ``ambient`` on the same utterances by a paired bootstrap
+(``bench/paired.py``): ``vs_ambient`` holds the WER difference (system minus ambient, in points; positive
+means ambient is better), its 95 % interval and the share of resampled sets on which ambient made
+fewer errors, so "better" can be told from "better on these particular sentences".
 """
 
 from __future__ import annotations
@@ -24,18 +29,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jiwer
-
-from ambient.text.normalize import normalize_text
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
+from paired import paired_bootstrap, utterance_errors  # noqa: E402  (a sibling script module)
 
-def _wer(refs: list[str], hyps: list[str]) -> float:
-    r = [normalize_text(x) for x in refs]
-    h = [normalize_text(x) for x in hyps]
-    pairs = [(a, b) for a, b in zip(r, h, strict=True) if a]
-    return float(jiwer.wer([a for a, _ in pairs], [b for _, b in pairs]))
+#: The system the others are compared with.
+REFERENCE_SYSTEM = "ambient"
 
 
 #: ambient variants: name -> (int8, LM setting, final pass or None for the daemon's default).
@@ -48,7 +50,9 @@ AMBIENT_VARIANTS: dict[str, tuple[bool, str, str | None]] = {
 }
 
 
-def run_system(system: str, manifest: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_system(system: str, manifest: Path, args: argparse.Namespace) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One system over one manifest in a fresh process: its result row and its per-utterance
+    ``(errors, words)`` table (None if it failed)."""
     variant = AMBIENT_VARIANTS.get(system)
     if variant is not None:
         int8, lm, final_pass = variant
@@ -64,11 +68,24 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> dict[st
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if r.returncode != 0:
-        return {"system": system, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
+        return {"system": system, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}, None
     out: dict[str, Any] = json.loads(r.stdout)
-    out["wer"] = _wer(out.pop("refs"), out.pop("hyps"))
+    errors = utterance_errors(out.pop("refs"), out.pop("hyps"))
+    out["wer"] = float(errors[:, 0].sum() / max(1, errors[:, 1].sum()))
     out["system"] = system
-    return out
+    return out, errors
+
+
+def compare_with_reference(set_rows: list[dict[str, Any]], tables: dict[str, np.ndarray], resamples: int) -> None:
+    """Add ``vs_ambient`` (a :class:`paired.PairedResult` as a dict) to every other row of one set."""
+    ref = tables.get(REFERENCE_SYSTEM)
+    if ref is None:
+        return
+    for row in set_rows:
+        table = tables.get(row["system"])
+        if row["system"] == REFERENCE_SYSTEM or table is None:
+            continue
+        row["vs_ambient"] = paired_bootstrap(ref, table, resamples=resamples).as_dict()
 
 
 def main() -> None:
@@ -81,14 +98,19 @@ def main() -> None:
         "--systems", default="ambient,ambient-streaming,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en"
     )
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--resamples", type=int, default=10_000, help="paired bootstrap draws per comparison")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
     for spec in args.manifest:
         name, _, path = spec.partition("=")
+        set_rows: list[dict[str, Any]] = []
+        tables: dict[str, np.ndarray] = {}
         for system in args.systems.split(","):
-            res = run_system(system, Path(path), args)
+            res, errors = run_system(system, Path(path), args)
             res["set"] = name
-            rows.append(res)
+            set_rows.append(res)
+            if errors is not None:
+                tables[system] = errors
             if "error" in res:
                 print(f"{name:14} {res['system']:16} ERROR {res['error']}", flush=True)
             else:
@@ -98,6 +120,17 @@ def main() -> None:
                     f"({res['utterances']} utt, {res['audio_s'] / 60:.1f} min)",
                     flush=True,
                 )
+        compare_with_reference(set_rows, tables, args.resamples)
+        for res in set_rows:
+            if "vs_ambient" in res:
+                v = res["vs_ambient"]
+                print(
+                    f"{name:14} {res['system']:16} minus {REFERENCE_SYSTEM}: {v['delta_pts']:+.1f} points, "
+                    f"95 % interval [{v['ci95'][0]:+.1f}, {v['ci95'][1]:+.1f}], "
+                    f"{REFERENCE_SYSTEM} better in {100 * v['p_better']:.1f} % of {v['resamples']} resampled sets",
+                    flush=True,
+                )
+        rows += set_rows
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; 1 thread per system")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

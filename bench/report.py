@@ -300,21 +300,39 @@ def render_peers(doc: Doc) -> str:
     rows = []
     for r in doc["results"]:
         if "error" in r:
-            rows.append([r.get("set", "?"), r["system"], "error: " + r["error"], "", "", "", ""])
+            rows.append([r.get("set", "?"), r["system"], "error: " + r["error"], "", "", "", "", ""])
             continue
         rows.append(
             [
                 r.get("set", "?"),
                 r["system"],
                 _fmt(100 * r["wer"], ".1f"),
+                _versus(r.get("vs_ambient")),
                 _fmt(r["rtf"], ".4f"),
                 _fmt(r["peak_rss_mb"], ".0f"),
                 "yes" if r.get("streaming") else "no",
                 f"{r['utterances']} / {r['audio_s'] / 60:.1f} min",
             ]
         )
-    headers = ["set", "system", "WER %", "RTF", "peak RSS MB", "streaming", "utterances / audio"]
-    return table(headers, rows, align="llrrrlr")
+    headers = [
+        "set",
+        "system",
+        "WER %",
+        "minus ambient, points [95 % interval]; ambient better in",
+        "RTF",
+        "peak RSS MB",
+        "streaming",
+        "utterances / audio",
+    ]
+    return table(headers, rows, align="llrrrrlr")
+
+
+def _versus(v: Mapping[str, Any] | None) -> str:
+    """A paired-bootstrap comparison with ambient (``bench/paired.py``) in one cell."""
+    if not v:
+        return ""
+    lo, hi = v["ci95"]
+    return f"{v['delta_pts']:+.1f} [{lo:+.1f}, {hi:+.1f}]; {100 * v['p_better']:.1f} %"
 
 
 def render_machine(docs: Mapping[str, Doc]) -> str:
