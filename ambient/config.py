@@ -274,6 +274,13 @@ class RecognizerConfig(_Section):
     word_score: float = Field(
         decoding_defaults.WORD_SCORE, ge=-10, le=10, description="Score added per word (counters the LM's short bias)."
     )
+    blank_penalty: float = Field(
+        decoding_defaults.BLANK_PENALTY,
+        ge=0,
+        le=10,
+        description="Subtracted from the CTC blank's log-probability before the LM search (fewer dropped "
+        "letters and words); greedy decoding (`lm: off`) ignores it.",
+    )
     beam_size: int = Field(
         decoding_defaults.BEAM_SIZE,
         ge=1,

@@ -1,9 +1,10 @@
-"""Choose the language model's weight and word score for a model: a grid search on a manifest.
+"""Choose the language model's weight, word score and blank penalty for a model: a grid search on a manifest.
 
 Usage:
     python scripts/tune_lm.py --model models/ambient-base/model.pt --lm models/ambient-base/lm \\
         --manifest data/dev.jsonl [--weights 0.5,1,1.5,2] [--word-scores -1,0,1,2] [--beam-size 32,128]
-        [--lm OTHER_LM ...] [--chunk-ms 640] [--final-pass streaming|full] [--limit N] [--json OUT]
+        [--beam-thresholds 20,30] [--blank-penalties 0,0.5] [--lm OTHER_LM ...]
+        [--chunk-ms 640] [--final-pass streaming|full] [--limit N] [--json OUT]
 
 The acoustic model runs once per utterance through the daemon's streaming path (the chunk size and
 left context of ``ambient eval``), its per-chunk log-probabilities are kept, and every grid point
@@ -64,6 +65,12 @@ def main() -> int:
     ap.add_argument("--weights", default="0.5,1,1.5,2", help="comma-separated LM weights")
     ap.add_argument("--word-scores", default="-1,0,1,2", help="comma-separated word scores")
     ap.add_argument("--beam-size", default="32", help="comma-separated beam sizes")
+    ap.add_argument("--beam-thresholds", default="20", help="comma-separated beam score thresholds")
+    ap.add_argument(
+        "--blank-penalties",
+        default=str(LmOptions().blank_penalty),
+        help="comma-separated penalties on the blank's log-probability (recognizer.blank_penalty)",
+    )
     ap.add_argument("--chunk-ms", type=int, default=640)
     ap.add_argument("--final-pass", choices=["streaming", "full"], default="streaming", help="which pass to tune")
     ap.add_argument("--limit", type=int, default=None, help="first N utterances")
@@ -78,7 +85,15 @@ def main() -> int:
         if found is None:
             ap.error(f"--lm {lm_dir}: no language model")
         found_lms.append((lm_dir, found))
-    grid = list(itertools.product(_ints(args.beam_size), _floats(args.weights), _floats(args.word_scores)))
+    grid = list(
+        itertools.product(
+            _ints(args.beam_size),
+            _floats(args.weights),
+            _floats(args.word_scores),
+            _floats(args.beam_thresholds),
+            _floats(args.blank_penalties),
+        )
+    )
     utts = read_manifest(args.manifest)[: args.limit]
     rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
     chunks: list[torch.Tensor] = []
@@ -112,17 +127,20 @@ def main() -> int:
     for lm_dir, found in found_lms:
         loaded = LexiconLm(*found, model.tokenizer)
         extra = {"lm": lm_dir} if len(found_lms) > 1 else {}
-        for beam, w, ws in grid:
-            lm = loaded.with_options(LmOptions(lm_weight=w, word_score=ws, beam_size=beam))
+        for beam, w, ws, bt, bp in grid:
+            options = LmOptions(lm_weight=w, word_score=ws, blank_penalty=bp, beam_size=beam, beam_threshold=bt)
+            lm = loaded.with_options(options)
             t0 = time.perf_counter()
             hyps = _replay(lm, per_utt, shift)
-            score("lm", hyps, time.perf_counter() - t0, **extra, lm_weight=w, word_score=ws, beam_size=beam)
+            knobs = {"lm_weight": w, "word_score": ws, "beam_size": beam, "beam_threshold": bt, "blank_penalty": bp}
+            score("lm", hyps, time.perf_counter() - t0, **extra, **knobs)
     best = min((r for r in rows if r["decoder"] == "lm"), key=lambda r: r["wer"], default=None)
     if best is not None:
         where = f"{best['lm']}, " if "lm" in best else ""
         print(
             f"best: {where}lm_weight {best['lm_weight']}, word_score {best['word_score']}, "
-            f"beam_size {best['beam_size']}: WER {100 * best['wer']:.1f}"
+            f"beam_size {best['beam_size']}, beam_threshold {best['beam_threshold']}, "
+            f"blank_penalty {best['blank_penalty']}: WER {100 * best['wer']:.1f}"
         )
     if args.json is not None:
         args.json.write_text(json.dumps({"model": str(args.model), "lm": args.lm, "rows": rows}, indent=1))

@@ -15,8 +15,9 @@ __all__ = ["add_final_pass_argument", "add_lm_arguments", "final_pass_from_args"
 
 
 def add_lm_arguments(p: argparse.ArgumentParser) -> None:
-    """``--lm``, ``--lm-weight``, ``--word-score``, ``--beam-size``, ``--final-beam-size``; unset ones take the daemon's
-    defaults (``recognizer.*`` in docs/configuration.md), read only when a command runs."""
+    """``--lm``, ``--lm-weight``, ``--word-score``, ``--blank-penalty``, ``--beam-size``, ``--final-beam-size``;
+    unset ones take the daemon's defaults (``recognizer.*`` in docs/configuration.md), read only when a command
+    runs."""
     p.add_argument(
         "--lm",
         default=None,
@@ -26,6 +27,9 @@ def add_lm_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lm-weight", type=float, default=None, help="LM weight (default: recognizer.lm_weight)")
     p.add_argument("--word-score", type=float, default=None, help="per-word score (default: recognizer.word_score)")
+    p.add_argument(
+        "--blank-penalty", type=float, default=None, help="blank log-prob penalty (default: recognizer.blank_penalty)"
+    )
     p.add_argument("--beam-size", type=int, default=None, help="beam size (default: recognizer.beam_size)")
     p.add_argument(
         "--final-beam-size",
@@ -44,6 +48,7 @@ def lm_from_args(args: argparse.Namespace, *, model_path: Path, tokenizer: Token
     options = LmOptions(
         lm_weight=d.lm_weight if args.lm_weight is None else args.lm_weight,
         word_score=d.word_score if args.word_score is None else args.word_score,
+        blank_penalty=d.blank_penalty if args.blank_penalty is None else args.blank_penalty,
         beam_size=d.beam_size if args.beam_size is None else max(1, args.beam_size),
         final_beam_size=d.final_beam_size if args.final_beam_size is None else max(1, args.final_beam_size),
     )

@@ -80,6 +80,7 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         options=LmOptions(
             lm_weight=rc.lm_weight,
             word_score=rc.word_score,
+            blank_penalty=rc.blank_penalty,
             beam_size=rc.beam_size,
             final_beam_size=rc.final_beam_size,
         ),

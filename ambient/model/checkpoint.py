@@ -29,6 +29,7 @@ from ambient.model.tokenizer import tokenizer_from_dict
 
 __all__ = [
     "LOAD_TIME_META",
+    "check_payload",
     "file_sha256",
     "load_model",
     "quantize_int8",
@@ -151,10 +152,16 @@ def read_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     except Exception as e:  # a damaged file can make torch's unpickler fail in any way (IndexError, KeyError, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{p}: not a readable ambient model file ({first[:120]})") from None
+    return check_payload(payload, p)
+
+
+def check_payload(payload: object, path: Path) -> dict[str, Any]:
+    """``payload`` (what ``torch.load`` read from ``path``) if it is an ambient model file of this
+    version; CheckpointError naming ``path`` otherwise."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not an ambient model file (foreign checkpoint)")
+        raise CheckpointError(f"{path}: not an ambient model file (foreign checkpoint)")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{p}: unsupported model file version {payload.get('version')!r} (expected {VERSION})")
+        raise CheckpointError(f"{path}: unsupported model file version {payload.get('version')!r} (expected {VERSION})")
     return payload
 
 

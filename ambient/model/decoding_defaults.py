@@ -13,6 +13,11 @@ from __future__ import annotations
 LM_WEIGHT = 1.5
 #: Score added per emitted word.
 WORD_SCORE = 0.0
+#: Subtracted from the blank's log-probability before the search. CTC models trained on little data
+#: put most of the probability on the blank and too little on letters they are unsure of (deletions,
+#: endings dropped: "light" for "lights"); the penalty lets the lexicon and the LM weigh those letters.
+#: Greedy decoding is left as it is.
+BLANK_PENALTY = 1.0
 #: Hypotheses kept per frame.
 BEAM_SIZE = 256
 #: Hypotheses kept per frame by the full-context final pass (``recognizer.final_pass: full``): it runs

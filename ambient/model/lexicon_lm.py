@@ -59,6 +59,9 @@ class LmOptions:
     beam_threshold: float = 20.0
     lm_weight: float = decoding_defaults.LM_WEIGHT
     word_score: float = decoding_defaults.WORD_SCORE
+    #: Subtracted from the blank's log-probability before the search (word timings and confidences
+    #: keep the model's own posteriors).
+    blank_penalty: float = decoding_defaults.BLANK_PENALTY
     unk_score: float = -math.inf
     sil_score: float = 0.0
     commit_frames: int = 250
@@ -266,7 +269,13 @@ class LmCollapser:
             raise ValueError(f"expected log-probs (T, {self.lm.vocab_size}), got {tuple(lp.shape)}")
         if not len(lp):
             return False
-        self._step(lp)
+        penalty = self.lm.options.blank_penalty
+        if penalty:
+            searched = lp.copy()
+            searched[:, self.lm.blank] -= penalty
+            self._step(searched)
+        else:
+            self._step(lp)
         self._lp = np.concatenate([self._lp, lp])
         self._t += len(lp)
         if self._t - self._base > 2 * self.lm.options.commit_frames:

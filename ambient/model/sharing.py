@@ -30,6 +30,7 @@ __all__ = [
     "SlotSpec",
     "VectorBank",
     "group_index",
+    "init_bound",
     "resolve",
     "vector_group",
 ]
@@ -149,6 +150,12 @@ def _linears(mods: nn.ModuleList) -> list[nn.Linear]:
     return [m for m in mods if isinstance(m, nn.Linear)]
 
 
+def init_bound(d_in: int) -> float:
+    """Half-width of the uniform initialization of full-rank weights and ``V`` factors over ``d_in``
+    inputs (``ambient model grow`` initializes new ``V`` rows the same way)."""
+    return 1.0 / math.sqrt(d_in)
+
+
 class LinearBank(nn.Module):
     """All stored pieces of one projection slot for M virtual layers.
 
@@ -183,7 +190,7 @@ class LinearBank(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        bound = 1.0 / math.sqrt(self.d_in)
+        bound = init_bound(self.d_in)
         for lin in _linears(self.full):
             nn.init.uniform_(lin.weight, -bound, bound)
         # Low-rank terms start small beside a full-rank term (ResidualTransformer); alone they carry

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ambient.errors import CheckpointError, ConfigError
-from ambient.model.checkpoint import load_model, read_checkpoint, save_model
+from ambient.model.checkpoint import check_payload, load_model, save_model, verify_sha256
 from ambient.train.checkpointing import list_training_states
 
 __all__ = ["average_checkpoints", "average_state_dicts", "last_training_states"]
@@ -75,7 +75,8 @@ def _model_state(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not readable ({str(e).splitlines()[0][:120]})") from None
     if isinstance(raw, dict) and "model" in raw and "step" in raw:
         return dict(raw["model"])
-    payload = read_checkpoint(path)
+    verify_sha256(path)
+    payload = check_payload(raw, path)
     if payload.get("quantized"):
         raise CheckpointError(f"{path}: an int8 model file cannot be averaged")
     return dict(payload["state_dict"])

@@ -15,7 +15,6 @@ applied factored, ``x·Vᵀ·Uᵀ``), while the full-rank weights stay shared ac
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from ambient.errors import CheckpointError, ConfigError
 from ambient.model.asr import AsrModel
 from ambient.model.checkpoint import load_model, save_model
 from ambient.model.info import stored_params
+from ambient.model.sharing import init_bound
 
 __all__ = ["grow_model_file", "grow_rank"]
 
@@ -65,7 +65,7 @@ def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
             w[:, :r] = src
             new[name] = w
         elif _is_factor(name, "v") and src.shape == (r, target.shape[1]):
-            bound = 1.0 / math.sqrt(target.shape[1])  # LinearBank's initialization of V
+            bound = init_bound(target.shape[1])
             w = torch.empty_like(target).uniform_(-bound, bound, generator=gen)
             w[:r] = src
             new[name] = w

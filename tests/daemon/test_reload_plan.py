@@ -37,6 +37,7 @@ def test_restart_only_settings_keep_their_running_values() -> None:
             "chunk_ms": 320,
             "lm": False,  # YAML's unquoted `off` is False
             "lm_weight": 2.0,
+            "blank_penalty": 0.0,
             "final_beam_size": 64,
         },
         audio={"device": "usb"},
@@ -51,6 +52,7 @@ def test_restart_only_settings_keep_their_running_values() -> None:
         "recognizer.chunk_ms",
         "recognizer.lm",
         "recognizer.lm_weight",
+        "recognizer.blank_penalty",
         "recognizer.final_beam_size",
     }
     assert plan.effective.model == running.model

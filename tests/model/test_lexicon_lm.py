@@ -177,3 +177,38 @@ def test_lm_settings_resolve_to_files(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="incomplete language model"):
         resolve_lm("auto", model)
     assert resolve_lm("off", model) is None
+
+
+def _weak_ending(text: str, letter: str, logit: float) -> torch.Tensor:
+    """``emissions(text)`` then two frames where the blank leads and ``letter`` trails by ``-logit``."""
+    extra = np.full((2, TOK.vocab_size), -9.0)
+    extra[:, TOK.blank_id] = 0.0
+    extra[:, TOK.encode(letter)[0]] = logit
+    tail = torch.log_softmax(torch.tensor(extra, dtype=torch.float32), dim=-1)
+    return torch.cat([emissions(text), tail])
+
+
+def test_the_blank_penalty_lets_the_search_keep_a_letter_the_blank_outweighs(lm: LexiconLm) -> None:
+    lp = _weak_ending("turn on the kitchen light", "s", -0.6)
+    assert greedy_decode(lp, TOK, frame_shift_s=0.04).text == "turn on the kitchen light"
+    assert decode(lm.with_options(LmOptions(word_score=0.0, blank_penalty=0.0)), lp) == "turn on the kitchen light"
+    assert decode(lm.with_options(LmOptions(word_score=0.0, blank_penalty=1.0)), lp) == "turn on the kitchen lights"
+    # the same as searching log-probs with the penalty applied by hand
+    by_hand = lp.clone()
+    by_hand[:, TOK.blank_id] -= 1.0
+    assert (
+        decode(lm.with_options(LmOptions(word_score=0.0, blank_penalty=0.0)), by_hand) == "turn on the kitchen lights"
+    )
+
+
+def test_the_blank_penalty_leaves_timings_and_confidences_to_the_models_posteriors(lm: LexiconLm) -> None:
+    lp = emissions("turn on the kitchen light", noise=0.5, seed=4)
+    hyps = []
+    for penalty in (0.0, 2.0):
+        c = LmCollapser(lm.with_options(LmOptions(word_score=0.0, blank_penalty=penalty)), frame_shift_s=0.04)
+        c.push(lp)
+        hyps.append(c.finish())
+    assert hyps[0].text == hyps[1].text == "turn on the kitchen light"
+    assert [(w.start, w.end, w.confidence) for w in hyps[0].words] == [
+        (w.start, w.end, w.confidence) for w in hyps[1].words
+    ]
