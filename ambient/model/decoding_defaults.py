@@ -10,7 +10,7 @@ without torch.
 from __future__ import annotations
 
 #: Weight of the language model's log-probability.
-LM_WEIGHT = 1.5
+LM_WEIGHT = 1.75
 #: Score added per emitted word.
 WORD_SCORE = 0.0
 #: Subtracted from the blank's log-probability before the search. CTC models trained on little data
