@@ -65,7 +65,9 @@ def main() -> int:
     ap.add_argument("--weights", default="0.5,1,1.5,2", help="comma-separated LM weights")
     ap.add_argument("--word-scores", default="-1,0,1,2", help="comma-separated word scores")
     ap.add_argument("--beam-size", default="32", help="comma-separated beam sizes")
-    ap.add_argument("--beam-thresholds", default="20", help="comma-separated beam score thresholds")
+    ap.add_argument(
+        "--beam-thresholds", default=str(LmOptions().beam_threshold), help="comma-separated beam score thresholds"
+    )
     ap.add_argument(
         "--blank-penalties",
         default=str(LmOptions().blank_penalty),
@@ -128,11 +130,10 @@ def main() -> int:
         loaded = LexiconLm(*found, model.tokenizer)
         extra = {"lm": lm_dir} if len(found_lms) > 1 else {}
         for beam, w, ws, bt, bp in grid:
-            options = LmOptions(lm_weight=w, word_score=ws, blank_penalty=bp, beam_size=beam, beam_threshold=bt)
-            lm = loaded.with_options(options)
+            knobs = {"lm_weight": w, "word_score": ws, "beam_size": beam, "beam_threshold": bt, "blank_penalty": bp}
+            lm = loaded.with_options(LmOptions(**knobs))
             t0 = time.perf_counter()
             hyps = _replay(lm, per_utt, shift)
-            knobs = {"lm_weight": w, "word_score": ws, "beam_size": beam, "beam_threshold": bt, "blank_penalty": bp}
             score("lm", hyps, time.perf_counter() - t0, **extra, **knobs)
     best = min((r for r in rows if r["decoder"] == "lm"), key=lambda r: r["wer"], default=None)
     if best is not None:
