@@ -7,11 +7,32 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import ValidationError
+
+from ambient.errors import ConfigError
+
 if TYPE_CHECKING:
+    from ambient.config import RecognizerConfig
     from ambient.model.lexicon_lm import LexiconLm
     from ambient.model.tokenizer import Tokenizer
 
-__all__ = ["add_final_pass_argument", "add_lm_arguments", "final_pass_from_args", "lm_from_args"]
+__all__ = [
+    "add_final_pass_argument",
+    "add_lm_arguments",
+    "final_pass_from_args",
+    "lm_from_args",
+    "recognizer_from_args",
+]
+
+# The ``recognizer.*`` key each option sets, as argparse stores it (``dest``), and the flag a user typed.
+_OPTION_OF_KEY = {
+    "lm": "--lm",
+    "lm_weight": "--lm-weight",
+    "word_score": "--word-score",
+    "blank_penalty": "--blank-penalty",
+    "beam_size": "--beam-size",
+    "final_beam_size": "--final-beam-size",
+}
 
 
 def add_lm_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,19 +61,36 @@ def add_lm_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def lm_from_args(args: argparse.Namespace, *, model_path: Path, tokenizer: Tokenizer) -> LexiconLm | None:
-    """The LM the options select for the model at ``model_path``, or None (greedy)."""
-    from ambient.config import RecognizerConfig
+    """The LM the options select for the model at ``model_path``, or None (greedy). Each option is checked
+    against the range of its ``recognizer.*`` key; one out of range raises :class:`ConfigError`."""
     from ambient.model.lexicon_lm import LmOptions, load_lm
 
-    d = RecognizerConfig()
+    d = recognizer_from_args(args)
     options = LmOptions(
-        lm_weight=d.lm_weight if args.lm_weight is None else args.lm_weight,
-        word_score=d.word_score if args.word_score is None else args.word_score,
-        blank_penalty=d.blank_penalty if args.blank_penalty is None else args.blank_penalty,
-        beam_size=d.beam_size if args.beam_size is None else max(1, args.beam_size),
-        final_beam_size=d.final_beam_size if args.final_beam_size is None else max(1, args.final_beam_size),
+        lm_weight=d.lm_weight,
+        word_score=d.word_score,
+        blank_penalty=d.blank_penalty,
+        beam_size=d.beam_size,
+        final_beam_size=d.final_beam_size,
     )
-    return load_lm(args.lm or d.lm, model_path=model_path, tokenizer=tokenizer, options=options)
+    return load_lm(d.lm, model_path=model_path, tokenizer=tokenizer, options=options)
+
+
+def recognizer_from_args(args: argparse.Namespace) -> RecognizerConfig:
+    """The daemon's ``recognizer`` defaults with the decoding options that were given, validated like the
+    config file's keys; raises :class:`ConfigError` naming the option."""
+    from ambient.config import RecognizerConfig
+
+    given = {key: getattr(args, key) for key in _OPTION_OF_KEY if getattr(args, key, None) is not None}
+    try:
+        return RecognizerConfig.model_validate(given)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else ""
+        raise ConfigError(
+            f"command line: invalid value for '{_OPTION_OF_KEY.get(key, key)}': {first['msg']} "
+            f"(got {first.get('input')!r})"
+        ) from None
 
 
 def add_final_pass_argument(p: argparse.ArgumentParser) -> None:

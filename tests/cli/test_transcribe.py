@@ -85,3 +85,38 @@ def test_model_info_json(model: Path) -> None:
     assert info["file_size"] == model.stat().st_size
     assert info["sha256"] == (model.parent / "model.pt.sha256").read_text().split()[0]
     assert info["dims"]["n_layers"] == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lm-weight", "-1"),
+        ("--lm-weight", "11"),
+        ("--word-score", "-20"),
+        ("--blank-penalty", "-0.5"),
+        ("--blank-penalty", "nan"),
+        ("--beam-size", "0"),
+        ("--final-beam-size", "5000"),
+        ("--lm", ""),
+    ],
+)
+def test_decoding_options_out_of_range_are_refused(
+    model: Path, audio: dict[str, Path], option: str, value: str
+) -> None:
+    """An option outside its ``recognizer.*`` key's range stops the command with a one-line error naming the
+    option (exit 2, like a bad config file) before any file is read, instead of decoding with it."""
+    r = _ambient("transcribe", str(audio["mono16k"]), "--model", str(model), "--json", f"{option}={value}")
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == ""
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and f"invalid value for '{option}'" in err[0], err
+    assert "Traceback" not in r.stderr
+
+
+def test_decoding_options_at_their_limits_are_accepted(model: Path, audio: dict[str, Path]) -> None:
+    r = _ambient(
+        "transcribe", str(audio["mono16k"]), "--model", str(model), "--json",
+        "--lm-weight", "10", "--word-score", "-10", "--blank-penalty", "0", "--beam-size", "1", "--lm", "off",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["duration"] == pytest.approx(2.0, abs=0.01)
