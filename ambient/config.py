@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import reprlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "default_event_log_path",
     "default_model_path",
     "default_socket_path",
+    "format_validation_error",
     "load_config",
     "read_yaml_file",
 ]
@@ -436,9 +438,12 @@ def _clip(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str, *, names: Mapping[str, str] | None = None) -> str:
+    """One line for the first error of ``err``: ``{source}: invalid value for '{key}': ...``. ``names`` maps a
+    dotted key to the name the user wrote it as (a command-line flag, say)."""
     first = err.errors()[0]
-    key = _clip(".".join(str(p) for p in first["loc"]) or "(top level)")
+    key = ".".join(str(p) for p in first["loc"])
+    key = _clip((names or {}).get(key, key) or "(top level)")
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'"
     msg = _clip(first["msg"], 160)
@@ -473,7 +478,7 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(e, source)) from None
+        raise ConfigError(format_validation_error(e, source)) from None
 
 
 class _DuplicateKeyError(yaml.YAMLError):

@@ -65,32 +65,20 @@ def lm_from_args(args: argparse.Namespace, *, model_path: Path, tokenizer: Token
     against the range of its ``recognizer.*`` key; one out of range raises :class:`ConfigError`."""
     from ambient.model.lexicon_lm import LmOptions, load_lm
 
-    d = recognizer_from_args(args)
-    options = LmOptions(
-        lm_weight=d.lm_weight,
-        word_score=d.word_score,
-        blank_penalty=d.blank_penalty,
-        beam_size=d.beam_size,
-        final_beam_size=d.final_beam_size,
-    )
-    return load_lm(d.lm, model_path=model_path, tokenizer=tokenizer, options=options)
+    rc = recognizer_from_args(args)
+    return load_lm(rc.lm, model_path=model_path, tokenizer=tokenizer, options=LmOptions.from_recognizer(rc))
 
 
 def recognizer_from_args(args: argparse.Namespace) -> RecognizerConfig:
     """The daemon's ``recognizer`` defaults with the decoding options that were given, validated like the
     config file's keys; raises :class:`ConfigError` naming the option."""
-    from ambient.config import RecognizerConfig
+    from ambient.config import RecognizerConfig, format_validation_error
 
     given = {key: getattr(args, key) for key in _OPTION_OF_KEY if getattr(args, key, None) is not None}
     try:
         return RecognizerConfig.model_validate(given)
     except ValidationError as e:
-        first = e.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else ""
-        raise ConfigError(
-            f"command line: invalid value for '{_OPTION_OF_KEY.get(key, key)}': {first['msg']} "
-            f"(got {first.get('input')!r})"
-        ) from None
+        raise ConfigError(format_validation_error(e, "command line", names=_OPTION_OF_KEY)) from None
 
 
 def add_final_pass_argument(p: argparse.ArgumentParser) -> None:

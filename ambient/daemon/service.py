@@ -77,13 +77,7 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         rc.lm,
         model_path=cfg.model.path,
         tokenizer=model.tokenizer,
-        options=LmOptions(
-            lm_weight=rc.lm_weight,
-            word_score=rc.word_score,
-            blank_penalty=rc.blank_penalty,
-            beam_size=rc.beam_size,
-            final_beam_size=rc.final_beam_size,
-        ),
+        options=LmOptions.from_recognizer(rc),
     )
     recognizer = StreamingRecognizer(model, chunk_ms=rc.chunk_ms, lm=lm, final_pass=rc.final_pass)
     # One second of silence through the whole path: allocates the caches and touches the weights,

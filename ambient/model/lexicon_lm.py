@@ -29,6 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from ambient.model import decoding_defaults
 from ambient.model.checkpoint import recorded_sha256, verify_sha256
 from ambient.model.ctc import Hypothesis, WordTiming, greedy_decode
 from ambient.model.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from ambient.config import RecognizerConfig
 
 __all__ = ["LM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
 
@@ -65,6 +69,17 @@ class LmOptions:
     unk_score: float = -math.inf
     sil_score: float = 0.0
     commit_frames: int = 250
+
+    @classmethod
+    def from_recognizer(cls, rc: RecognizerConfig) -> LmOptions:
+        """The search settings of a ``recognizer`` config section (the rest keep their defaults)."""
+        return cls(
+            lm_weight=rc.lm_weight,
+            word_score=rc.word_score,
+            blank_penalty=rc.blank_penalty,
+            beam_size=rc.beam_size,
+            final_beam_size=rc.final_beam_size,
+        )
 
 
 def find_lm(folder: Path) -> tuple[Path, Path] | None:
