@@ -54,6 +54,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="cathy_arctic,ljspeech_part1",
         help="comma-separated corpora that contribute a dev slice (default: cathy_arctic,ljspeech_part1)",
     )
+    shared.add_argument(
+        "--unseen-out",
+        type=Path,
+        help="speaker-disjoint dev manifest to write: held-out speakers of several corpora (readers.UNSEEN_RULES), "
+        "none of whose utterances train; also writes its -sentences and -commands parts beside it",
+    )
+    shared.add_argument(
+        "--unseen-per-speaker",
+        type=int,
+        default=4,
+        help="utterances of each held-out speaker kept for the unseen dev set (default: 4; the rest are dropped)",
+    )
     shared.set_defaults(func=_prepare_shared)
 
     libri = psub.add_parser("librispeech", help="a LibriSpeech-layout tree (speaker/chapter/*.trans.txt)")
@@ -149,10 +161,12 @@ def _csv(s: str) -> list[str]:
 def _prepare_shared(args: argparse.Namespace) -> int:
     from ambient.errors import AmbientError
     from ambient.train.manifest import write_manifest
-    from ambient.train.readers import DevSplit, read_shared, split_dev
+    from ambient.train.readers import UNSEEN_GROUPS, DevSplit, read_shared, split_dev, split_speakers
 
     if not args.src.is_dir():
         raise AmbientError(f"not a folder: {args.src}")
+    if args.unseen_per_speaker < 1:
+        raise AmbientError(f"--unseen-per-speaker must be at least 1, not {args.unseen_per_speaker}")
     result = read_shared(args.src)
     _report_skipped(result.skipped)
     split = DevSplit(
@@ -160,7 +174,23 @@ def _prepare_shared(args: argparse.Namespace) -> int:
         percent=args.dev_percent,
         sliced_sources=frozenset(_csv(args.dev_corpora)),
     )
-    train, dev = split_dev(result.utterances, split)
+    if args.unseen_out is None:
+        train, dev = split_dev(result.utterances, split)
+    else:
+        parts = split_speakers(result.utterances, split, per_speaker=args.unseen_per_speaker)
+        train, dev = parts.train, parts.seen
+        write_manifest(args.unseen_out, parts.unseen)
+        print(_summary(args.unseen_out, parts.unseen))
+        for group, corpora in UNSEEN_GROUPS.items():
+            path = args.unseen_out.with_name(f"{args.unseen_out.stem}-{group}{args.unseen_out.suffix}")
+            subset = [u for u in parts.unseen if u.source in corpora]
+            write_manifest(path, subset)
+            print(_summary(path, subset))
+        n_speakers = len({(u.source, u.speaker) for u in parts.unseen})
+        print(
+            f"held out {n_speakers} speakers; {len(parts.unseen_dropped)} more of their utterances "
+            f"are in neither training nor dev"
+        )
     write_manifest(args.out, train)
     print(_summary(args.out, train))
     if args.dev_out is not None:

@@ -65,6 +65,12 @@ class ManifestSpec(_Section):
     weight: float = Field(
         1.0, ge=0, le=100, description="Repeat factor per epoch: 3 = every utterance three times, 0.5 = a random half."
     )
+    sources: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Keep only the utterances of these corpora (their `source`), so one manifest can be weighted "
+        "per corpus; null = all.",
+    )
 
 
 class DataConfig(_Section):
@@ -72,6 +78,11 @@ class DataConfig(_Section):
 
     train: list[ManifestSpec] = Field(min_length=1, description="Training manifests with their weights.")
     dev: Path | None = Field(None, description="Development manifest for periodic WER; null = no dev evaluation.")
+    held_out: list[Path] = Field(
+        default_factory=list,
+        description="Dev manifests whose speakers must never train: a training utterance of any of their "
+        "(source, speaker) pairs stops the run with an error naming it.",
+    )
     dev_max_utterances: int | None = Field(
         400, ge=1, description="Evaluate on a fixed random subset of this many dev utterances (null = all)."
     )
@@ -257,6 +268,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
                     m["path"] = fix(m["path"])
         if "dev" in d:
             d["dev"] = fix(d["dev"])
+        if isinstance(d.get("held_out"), list):
+            d["held_out"] = [fix(v) for v in d["held_out"]]
         aug = d.get("augment")
         if isinstance(aug, dict):
             for k, v in aug.items():

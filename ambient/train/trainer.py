@@ -314,8 +314,16 @@ class Trainer:
         utts: list[Utterance] = []
         groups: list[int] = []
         dropped: Counter[str] = Counter()
+        held = {(u.source, u.speaker): path for path in d.held_out for u in read_manifest(path)}
         for g, spec in enumerate(d.train):
             for u in read_manifest(spec.path):
+                if spec.sources is not None and u.source not in spec.sources:
+                    continue
+                if (u.source, u.speaker) in held:
+                    raise ConfigError(
+                        f"data.train: {spec.path} has speaker {u.speaker!r} of {u.source!r}, "
+                        f"held out by {held[(u.source, u.speaker)]} ({u.audio})"
+                    )
                 if not d.min_duration_s <= u.duration <= d.max_duration_s:
                     dropped["duration"] += 1
                     continue
