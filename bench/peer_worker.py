@@ -22,7 +22,7 @@ def _utterances(manifest: Path, limit: int | None) -> list[dict[str, Any]]:
     from ambient.train.manifest import read_manifest
 
     utts = read_manifest(manifest)
-    return [{"audio": u.audio, "text": u.text, "duration": u.duration} for u in utts[:limit]]
+    return [{"audio": u.audio, "text": u.text, "duration": u.duration, "source": u.source} for u in utts[:limit]]
 
 
 def _ambient(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -111,6 +111,7 @@ def main() -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "refs": [u["text"] for u in utts],
         "hyps": hyps,
+        "sources": [u["source"] for u in utts],
         **extra,
     }
     json.dump(out, sys.stdout)

@@ -36,6 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from paired import paired_bootstrap, utterance_errors  # noqa: E402  (a sibling script module)
 
+from ambient.text.normalize import normalize_text  # noqa: E402
+
 #: The system the others are compared with.
 REFERENCE_SYSTEM = "ambient"
 
@@ -70,10 +72,43 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> tuple[d
     if r.returncode != 0:
         return {"system": system, "error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}, None
     out: dict[str, Any] = json.loads(r.stdout)
-    errors = utterance_errors(out.pop("refs"), out.pop("hyps"))
+    refs, hyps, sources = out.pop("refs"), out.pop("hyps"), out.pop("sources")
+    errors = utterance_errors(refs, hyps)
     out["wer"] = float(errors[:, 0].sum() / max(1, errors[:, 1].sum()))
     out["system"] = system
+    out["row_sources"] = [s for s, ref in zip(sources, refs, strict=True) if normalize_text(ref)]
     return out, errors
+
+
+def _wer(errors: np.ndarray) -> float:
+    return float(errors[:, 0].sum() / max(1, errors[:, 1].sum()))
+
+
+def split_by_source(
+    set_rows: list[dict[str, Any]], tables: dict[str, np.ndarray], resamples: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Per corpus of one set: each system's WER and, against ``ambient``, its paired bootstrap.
+
+    Returns ``{source: [{"system", "utterances", "wer", "vs_ambient"?}, ...]}``; a corpus with a
+    single utterance gets no bootstrap.
+    """
+    sources: list[str] = next((r["row_sources"] for r in set_rows if "row_sources" in r), [])
+    out: dict[str, list[dict[str, Any]]] = {}
+    for source in sorted(set(sources)):
+        pick = np.asarray([s == source for s in sources])
+        ref = tables.get(REFERENCE_SYSTEM)
+        rows = []
+        for row in set_rows:
+            table = tables.get(row["system"])
+            if table is None:
+                continue
+            sub = table[pick]
+            entry: dict[str, Any] = {"system": row["system"], "utterances": int(pick.sum()), "wer": _wer(sub)}
+            if ref is not None and row["system"] != REFERENCE_SYSTEM and pick.sum() > 1 and ref[pick][:, 1].sum() > 0:
+                entry["vs_ambient"] = paired_bootstrap(ref[pick], sub, resamples=resamples).as_dict()
+            rows.append(entry)
+        out[source] = rows
+    return out
 
 
 def compare_with_reference(set_rows: list[dict[str, Any]], tables: dict[str, np.ndarray], resamples: int) -> None:
@@ -121,6 +156,24 @@ def main() -> None:
                     flush=True,
                 )
         compare_with_reference(set_rows, tables, args.resamples)
+        by_source = split_by_source(set_rows, tables, args.resamples)
+        if len(by_source) > 1:
+            for source, entries in by_source.items():
+                for e in entries:
+                    v = e.get("vs_ambient")
+                    vs = (
+                        f"  minus {REFERENCE_SYSTEM} {v['delta_pts']:+.1f} [{v['ci95'][0]:+.1f}, {v['ci95'][1]:+.1f}]"
+                        if v
+                        else ""
+                    )
+                    print(f"{name:14} {source:20} {e['system']:16} WER {100 * e['wer']:6.2f}%{vs}", flush=True)
+        for res in set_rows:
+            res.pop("row_sources", None)
+            res["by_source"] = {
+                src: next(e for e in es if e["system"] == res["system"])
+                for src, es in by_source.items()
+                if any(e["system"] == res["system"] for e in es)
+            }
         for res in set_rows:
             if "vs_ambient" in res:
                 v = res["vs_ambient"]

@@ -107,6 +107,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.set_defaults(func=_synth)
 
+    cmd = dsub.add_parser(
+        "commands",
+        help="write Home Assistant command sentences (hassil + home-assistant-intents) for synthesis and the LM",
+        description="Expand Home Assistant's English intent templates with room, device and floor names "
+        "(ambient/train/command_text.py), normalize and deduplicate them, and write one sentence a line.",
+    )
+    cmd.add_argument("--out", type=Path, required=True, help="text file to write (e.g. data/text_commands/ha.txt)")
+    cmd.add_argument("--per-intent", type=int, default=2000, help="sentences expanded per intent (default: 2000)")
+    cmd.add_argument("--seed", type=int, default=0, help="seed of the order (default: 0)")
+    cmd.set_defaults(func=_commands)
+
     lm = dsub.add_parser(
         "lm",
         help="build a word n-gram language model (ARPA) and a lexicon from the shared sentences",
@@ -136,6 +147,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     lm.add_argument("--plain", action="store_true", help="write lm.arpa instead of gzip-compressed lm.arpa.gz")
     lm.set_defaults(func=_lm)
+
+
+def _commands(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+
+    if args.per_intent < 1:
+        raise AmbientError(f"--per-intent must be at least 1, not {args.per_intent}")
+    from ambient.train.command_text import command_sentences, write_command_text
+
+    try:
+        sentences = command_sentences(per_intent=args.per_intent, seed=args.seed)
+    except ImportError as e:
+        raise AmbientError(f"{e}: install the training tools (scripts/setup.sh --train)") from e
+    n = write_command_text(args.out, sentences)
+    print(f"{args.out}: {n} sentences")
+    return 0
 
 
 def _report_skipped(skipped: Sequence[Skipped]) -> None:
