@@ -69,7 +69,7 @@ def command_sentences(*, per_intent: int = 4000, seed: int = 0) -> list[str]:
     Raises:
         ImportError: ``hassil`` or ``home-assistant-intents`` is not installed.
     """
-    from hassil.intents import Intents, TextSlotList
+    from hassil.intents import Intents, SlotList, TextSlotList
     from hassil.sample import sample_intents
     from home_assistant_intents import get_intents
 
@@ -77,7 +77,7 @@ def command_sentences(*, per_intent: int = 4000, seed: int = 0) -> list[str]:
     if data is None:
         raise ImportError("home-assistant-intents has no English intents")
     intents = Intents.from_dict(data)
-    lists = {
+    lists: dict[str, SlotList] = {
         "area": TextSlotList.from_strings(AREAS),
         "name": TextSlotList.from_strings(DEVICES),
         "floor": TextSlotList.from_strings(FLOORS),
