@@ -142,3 +142,22 @@ def test_eval_command_errors_are_one_line(tmp_path: Path) -> None:
     write_manifest(manifest, _noise_files(tmp_path, 1))
     out = _eval("--model", str(tmp_path / "nope.pt"), str(manifest))
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "model file not found" in out.stderr
+
+
+def test_eval_command_reports_each_named_set_apart(tmp_path: Path) -> None:
+    model = write_tiny_checkpoint(tmp_path / "tiny" / "model.pt")
+    utts = _noise_files(tmp_path, 4)
+    seen, unseen = tmp_path / "seen.jsonl", tmp_path / "unseen.jsonl"
+    write_manifest(seen, utts[:1])
+    write_manifest(unseen, utts[1:])
+    out = _eval("--model", str(model), f"seen={seen}", f"unseen={unseen}", "--json")
+    assert out.returncode == 0, out.stderr
+    reports = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(r["set"], r["manifest"], r["utterances"]) for r in reports] == [
+        ("seen", str(seen), 1),
+        ("unseen", str(unseen), 3),
+    ]
+    text = _eval("--model", str(model), f"seen={seen}", str(unseen))
+    assert text.returncode == 0, text.stderr
+    assert f"manifest  seen: {seen} (1 utterances" in text.stdout
+    assert f"manifest  {unseen} (3 utterances" in text.stdout
