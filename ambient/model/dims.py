@@ -5,10 +5,39 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["SCHEMES", "ModelDims", "SharingConfig"]
+__all__ = ["SCHEMES", "SHARED_SLOT_NAMES", "SLOTS", "ModelDims", "SharingConfig"]
 
 Scheme = Literal["none", "repeat", "module", "subcomponent", "lowrank", "residual"]
 SCHEMES: tuple[str, ...] = ("none", "repeat", "module", "subcomponent", "lowrank", "residual")
+
+#: Projection slots of one Conformer layer: name -> (input dim, output dim) as names.
+SLOTS: dict[str, tuple[str, str]] = {
+    "ff1.w1": ("d", "f"),
+    "ff1.w2": ("f", "d"),
+    "att.q": ("d", "d"),
+    "att.k": ("d", "d"),
+    "att.v": ("d", "d"),
+    "att.o": ("d", "d"),
+    "conv.pw1": ("d", "2d"),
+    "conv.pw2": ("d", "d"),
+    "ff2.w1": ("d", "f"),
+    "ff2.w2": ("f", "d"),
+}
+
+#: What ``shared_slots`` may name: a slot of :data:`SLOTS`, or ``ff.w1``/``ff.w2`` for both feed-forwards.
+SHARED_SLOT_NAMES: tuple[str, ...] = (*SLOTS, "ff.w1", "ff.w2")
+
+#: The schemes that read each :class:`SharingConfig` field; any other scheme needs it left at its default.
+_USED_BY: dict[str, tuple[str, ...]] = {
+    "n_stored_blocks": ("repeat",),
+    "order": ("repeat",),
+    "shared_modules": ("module",),
+    "shared_slots": ("subcomponent",),
+    "group_size": ("module", "subcomponent", "lowrank", "residual"),
+    "rank": ("lowrank", "residual"),
+    "shared_factor": ("lowrank",),
+    "diag": ("residual",),
+}
 
 
 @dataclass(frozen=True)
@@ -42,20 +71,50 @@ class SharingConfig:
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
-            raise ValueError(f"unknown sharing scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
+            raise ValueError(
+                f"sharing.scheme: unknown sharing scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}"
+            )
         if self.scheme == "repeat" and self.n_stored_blocks < 1:
-            raise ValueError("sharing scheme 'repeat' needs n_stored_blocks >= 1")
+            raise ValueError("sharing.n_stored_blocks: sharing scheme 'repeat' needs n_stored_blocks >= 1")
         if self.scheme in ("lowrank", "residual") and self.rank < 1:
-            raise ValueError(f"sharing scheme {self.scheme!r} needs rank >= 1")
+            raise ValueError(f"sharing.rank: sharing scheme {self.scheme!r} needs rank >= 1")
         if self.scheme == "module" and not self.shared_modules:
-            raise ValueError("sharing scheme 'module' needs shared_modules (ff, att, conv)")
+            raise ValueError("sharing.shared_modules: sharing scheme 'module' needs shared_modules (ff, att, conv)")
         if self.scheme == "subcomponent" and not self.shared_slots:
-            raise ValueError("sharing scheme 'subcomponent' needs shared_slots (e.g. att.q, ff.w1)")
+            raise ValueError(
+                "sharing.shared_slots: scheme 'subcomponent' needs shared_slots (e.g. att.q, ff.w1)"
+            )
         bad = set(self.shared_modules) - {"ff", "att", "conv"}
         if bad:
-            raise ValueError(f"unknown shared module(s) {sorted(bad)}; choose from ff, att, conv")
+            raise ValueError(
+                f"sharing.shared_modules: unknown shared module(s) {sorted(bad)}; choose ff, att, conv"
+            )
+        bad = set(self.shared_slots) - set(SHARED_SLOT_NAMES)
+        if bad:
+            raise ValueError(
+                f"sharing.shared_slots: unknown slot(s) {sorted(bad)}; choose from {', '.join(SHARED_SLOT_NAMES)}"
+            )
         if self.group_size < 0:
-            raise ValueError("group_size must be >= 0 (0 = all layers)")
+            raise ValueError("sharing.group_size must be >= 0 (0 = all layers)")
+        defaults = {f.name: f.default for f in fields(SharingConfig)}
+        for key, schemes in _USED_BY.items():
+            if self.scheme not in schemes and getattr(self, key) != defaults[key]:
+                raise ValueError(
+                    f"sharing.{key} is not used by scheme {self.scheme!r} (only by {', '.join(schemes)}); remove it"
+                )
+
+    def check_layers(self, n_layers: int) -> None:
+        """Raise a one-line ``ValueError`` naming the key if this scheme cannot store ``n_layers``
+        virtual layers as :meth:`describe` reports it."""
+        if self.scheme == "repeat" and (self.n_stored_blocks > n_layers or n_layers % self.n_stored_blocks):
+            raise ValueError(
+                f"sharing.n_stored_blocks: {self.n_stored_blocks} blocks cannot make n_layers={n_layers} "
+                "virtual layers (it must divide n_layers)"
+            )
+        if self.group_size > n_layers:
+            raise ValueError(
+                f"sharing.group_size: groups of {self.group_size} layers exceed n_layers={n_layers} (0 = all layers)"
+            )
 
     def describe(self) -> str:
         """A short human-readable summary, e.g. ``residual(K=3, r=16, diag)``."""
@@ -101,6 +160,7 @@ class ModelDims:
             raise ValueError("subsampling must be 4 or 8")
         if self.conv_kernel < 1 or self.n_layers < 1 or self.vocab_size < 2:
             raise ValueError("conv_kernel, n_layers must be >= 1 and vocab_size >= 2")
+        self.sharing.check_layers(self.n_layers)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for the checkpoint."""

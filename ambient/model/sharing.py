@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ambient.model.dims import ModelDims, SharingConfig
+from ambient.model.dims import SLOTS, ModelDims, SharingConfig
 
 __all__ = [
     "SLOTS",
@@ -34,20 +34,6 @@ __all__ = [
     "resolve",
     "vector_group",
 ]
-
-#: Projection slots of one Conformer layer: name -> (input dim, output dim) as names.
-SLOTS: dict[str, tuple[str, str]] = {
-    "ff1.w1": ("d", "f"),
-    "ff1.w2": ("f", "d"),
-    "att.q": ("d", "d"),
-    "att.k": ("d", "d"),
-    "att.v": ("d", "d"),
-    "att.o": ("d", "d"),
-    "conv.pw1": ("d", "2d"),
-    "conv.pw2": ("d", "d"),
-    "ff2.w1": ("d", "f"),
-    "ff2.w2": ("f", "d"),
-}
 
 #: Small per-layer tensors: name -> shape as dim names ("k" = conv kernel).
 VECTORS: dict[str, tuple[str, ...]] = {
@@ -98,7 +84,8 @@ def _n_groups(size: int, n_layers: int) -> int:
 
 
 def _size(cfg: SharingConfig, n_layers: int) -> int:
-    return n_layers if cfg.group_size == 0 else min(cfg.group_size, n_layers)
+    """Layers per group (``ModelDims`` has checked ``group_size <= n_layers``)."""
+    return n_layers if cfg.group_size == 0 else cfg.group_size
 
 
 def resolve(cfg: SharingConfig, n_layers: int) -> dict[str, SlotSpec]:
@@ -111,7 +98,7 @@ def resolve(cfg: SharingConfig, n_layers: int) -> dict[str, SlotSpec]:
         if cfg.scheme == "none":
             specs[slot] = per_layer
         elif cfg.scheme == "repeat":
-            r = math.ceil(n_layers / cfg.n_stored_blocks)
+            r = n_layers // cfg.n_stored_blocks  # ModelDims has checked that it divides
             specs[slot] = SlotSpec(full_group=r, rank=0, u_group=0, v_group=0, diag=False, bias_group=r)
         elif cfg.scheme == "module":
             g = k if module in cfg.shared_modules else 1
@@ -132,7 +119,7 @@ def resolve(cfg: SharingConfig, n_layers: int) -> dict[str, SlotSpec]:
 def vector_group(cfg: SharingConfig, name: str, n_layers: int) -> int:
     """Group size of a small per-layer tensor (norms, depthwise kernel) under a sharing scheme."""
     if cfg.scheme == "repeat":
-        return math.ceil(n_layers / cfg.n_stored_blocks)
+        return n_layers // cfg.n_stored_blocks
     if cfg.scheme == "module" and _module_of(name) in cfg.shared_modules:
         return _size(cfg, n_layers)
     return 1
@@ -217,6 +204,20 @@ class LinearBank(nn.Module):
         v = self.v[self._g(layer, s.v_group)] if s.rank else None
         return full, u, v, self._g(layer, s.bias_group)
 
+    def pieces(self, layer: int) -> list[tuple[str, int, list[int]]]:
+        """``(piece, stored index, virtual layers using that stored tensor)`` for each stored piece
+        (``full``, ``u``, ``v``, ``diag``, ``bias``) virtual ``layer`` applies: how ``print(model)``
+        shows the sharing."""
+        s = self.spec
+        sizes = [("full", s.full_group), ("u", s.u_group if s.rank else 0), ("v", s.v_group if s.rank else 0)]
+        sizes += [("diag", 1 if s.diag else 0), ("bias", s.bias_group)]
+        out = []
+        for piece, size in sizes:
+            if size:
+                g = self._g(layer, size)
+                out.append((piece, g, [i for i in range(self.n_layers) if self._g(i, size) == g]))
+        return out
+
     def forward(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """``x (..., d_in)`` -> ``(..., d_out)`` with virtual layer ``layer``'s weight.
 
@@ -269,9 +270,13 @@ class VectorBank(nn.Module):
         self.group, self.n_layers, self.order = group, n_layers, order
         self.value = nn.Parameter(torch.full((_n_groups(group, n_layers), *shape), init))
 
+    def group_of(self, layer: int) -> int:
+        """Index of the stored row used by virtual ``layer``."""
+        return group_index(layer, self.group, self.n_layers, self.order)
+
     def forward(self, layer: int) -> torch.Tensor:
         """The tensor used by virtual ``layer``, shape ``shape``."""
-        return self.value[group_index(layer, self.group, self.n_layers, self.order)]
+        return self.value[self.group_of(layer)]
 
     def virtual_params(self) -> int:
         """Parameters applied per frame by all virtual layers (reuse counted)."""

@@ -124,10 +124,7 @@ class StreamingRecognizer:
 
     def _chunks_available(self, samples: int) -> int:
         """Encoder chunks completed by the first ``samples`` samples of the utterance."""
-        sub = self.model.encoder.subsampling
-        t = num_frames(samples)
-        n_sub = (t - sub.receptive_field) // sub.factor + 1 if t >= sub.receptive_field else 0
-        return n_sub // self.chunk_frames
+        return self.model.encoder.ready_frames(num_frames(samples)) // self.chunk_frames
 
     def _step(self, *, final: bool) -> bool:
         """Run the held samples through features, encoder and decoder; True if the text changed."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from ambient.model.checkpoint import save_model
-from ambient.model.dims import SCHEMES, ModelDims, SharingConfig
+from ambient.model.dims import SCHEMES, SLOTS, ModelDims, SharingConfig
 from ambient.model.info import stored_params, virtual_params
 from ambient.model.sharing import LinearBank, group_index
-from ambient.model.testing import build_tiny_model
+from ambient.model.testing import SCHEME_EXAMPLES, build_tiny_model
 
 
 def _bank(model, slot: str) -> LinearBank:
@@ -121,3 +123,96 @@ def test_int8_model_reports_the_same_stored_params() -> None:
     for scheme in ("repeat", "residual"):
         m = build_tiny_model(scheme)
         assert stored_params(quantize_int8(m)) == stored_params(m)
+
+
+def _tiny_dims(n_layers: int, sharing: SharingConfig) -> ModelDims:
+    return ModelDims(d_model=32, n_heads=2, d_ff=64, n_layers=n_layers, conv_kernel=3, sub_channels=8, sharing=sharing)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"scheme": "subcomponent", "shared_slots": ("att.qq", "ff.w9")}, "sharing.shared_slots"),
+        ({"scheme": "subcomponent", "shared_slots": ("att.q", "att.x")}, "sharing.shared_slots"),
+        ({"scheme": "module", "shared_modules": ("ff",), "shared_slots": ("att.q",)}, "sharing.shared_slots"),
+        ({"scheme": "residual", "rank": 4, "shared_factor": "v"}, "sharing.shared_factor"),
+        ({"scheme": "none", "group_size": 2}, "sharing.group_size"),
+        ({"scheme": "module", "shared_modules": ("att",), "order": "cycle"}, "sharing.order"),
+        ({"scheme": "lowrank", "rank": 4, "n_stored_blocks": 2}, "sharing.n_stored_blocks"),
+    ],
+)
+def test_unknown_names_and_unused_keys_are_one_line_errors_naming_the_key(kwargs: dict[str, Any], key: str) -> None:
+    with pytest.raises(ValueError) as e:
+        SharingConfig(**kwargs)
+    assert str(e.value).startswith(key) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("n_layers", "kwargs", "key"),
+    [
+        (6, {"scheme": "repeat", "n_stored_blocks": 4}, "sharing.n_stored_blocks"),
+        (4, {"scheme": "repeat", "n_stored_blocks": 6}, "sharing.n_stored_blocks"),
+        (6, {"scheme": "residual", "rank": 4, "group_size": 8}, "sharing.group_size"),
+    ],
+)
+def test_schemes_that_cannot_store_the_layers_as_described_are_refused(
+    n_layers: int, kwargs: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ValueError) as e:
+        _tiny_dims(n_layers, SharingConfig(**kwargs))
+    assert str(e.value).startswith(key) and "\n" not in str(e.value)
+
+
+def _groups(k: str, n_layers: int) -> int:
+    """Stored copies for a description's ``K=`` (``all`` or a group size)."""
+    return 1 if k == "all" else -(-n_layers // int(k))
+
+
+def _described(text: str, n_layers: int) -> dict[str, tuple[int, int, int]]:
+    """What :meth:`SharingConfig.describe` promises: slot -> stored (full, u, v) counts, read from
+    the text alone."""
+    slots = list(SLOTS)
+    if text == "none":
+        return {s: (n_layers, 0, 0) for s in slots}
+    if m := re.fullmatch(r"repeat\((\d+) stored, (stack|cycle)\)", text):
+        return {s: (int(m[1]), 0, 0) for s in slots}
+    if m := re.fullmatch(r"module\(([a-z+]+), K=(\w+)\)", text):
+        shared = m[1].split("+")
+        head = {s: "ff" if s.startswith("ff") else s.split(".")[0] for s in slots}
+        return {s: (_groups(m[2], n_layers) if head[s] in shared else n_layers, 0, 0) for s in slots}
+    if m := re.fullmatch(r"subcomponent\(([a-z0-9.+]+), K=(\w+)\)", text):
+        named = set(m[1].split("+"))
+        return {
+            s: (_groups(m[2], n_layers) if s in named or f"ff.{s.split('.')[1]}" in named else n_layers, 0, 0)
+            for s in slots
+        }
+    if m := re.fullmatch(r"lowrank\(r=(\d+), shared (u|v|both), K=(\w+)\)", text):
+        g = _groups(m[3], n_layers)
+        u = g if m[2] in ("u", "both") else n_layers
+        v = g if m[2] in ("v", "both") else n_layers
+        return {s: (0, u, v) for s in slots}
+    if m := re.fullmatch(r"residual\(K=(\w+), r=(\d+)(, diag)?\)", text):
+        return {s: (_groups(m[1], n_layers), n_layers, n_layers) for s in slots}
+    raise AssertionError(f"unparsed description {text!r}")
+
+
+@pytest.mark.parametrize(
+    ("n_layers", "sharing"),
+    [
+        *[(4, cfg) for cfg in SCHEME_EXAMPLES.values()],
+        (6, SharingConfig(scheme="repeat", n_stored_blocks=3, order="cycle")),
+        (6, SharingConfig(scheme="module", shared_modules=("att",), group_size=4)),
+        (6, SharingConfig(scheme="subcomponent", shared_slots=("ff1.w2", "conv.pw1"), group_size=2)),
+        (6, SharingConfig(scheme="lowrank", rank=4, shared_factor="both", group_size=3)),
+        (6, SharingConfig(scheme="residual", rank=4, group_size=0, diag=False)),
+    ],
+    ids=lambda v: v.describe() if isinstance(v, SharingConfig) else str(v),
+)
+def test_what_is_stored_is_what_the_description_reports(n_layers: int, sharing: SharingConfig) -> None:
+    from ambient.model.asr import AsrModel
+
+    model = AsrModel(dims=_tiny_dims(n_layers, sharing))
+    stored = {s: (len(b.full), len(b.u), len(b.v)) for s, b in ((s, _bank(model, s)) for s in SLOTS)}
+    assert stored == _described(sharing.describe(), n_layers)
+    if sharing.scheme == "repeat":  # the whole block is stored n_stored_blocks times, vectors included
+        assert {v.value.size(0) for v in model.encoder.vectors.values()} == {sharing.n_stored_blocks}

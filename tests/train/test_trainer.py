@@ -270,6 +270,10 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ({"model": {"vocab_size": 40}}, "model: vocab_size is set by the tokenizer"),
         ({"model": {"d_model": 66, "n_heads": 4}}, "d_model must split into n_heads heads"),
         ({"model": {"sharing": {"scheme": "repeat"}}}, "needs n_stored_blocks"),
+        (
+            {"model": {"sharing": {"scheme": "subcomponent", "shared_slots": ["att.qq"]}}},
+            "sharing.shared_slots: unknown",
+        ),
         ({"optim": {"lr": -1}}, "optim.lr: Input should be greater than 0"),
         ({"tokenizer": {"type": "sentencepiece"}}, "needs tokenizer.model"),
         ({"data": {"train": []}}, "data.train: List should have at least 1 item"),
