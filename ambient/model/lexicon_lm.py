@@ -29,19 +29,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
-import torch
+from numpy.typing import ArrayLike
 
 from ambient.errors import CheckpointError
 from ambient.model import decoding_defaults
-from ambient.model.checkpoint import recorded_sha256, verify_sha256
+from ambient.model.checksums import recorded_sha256, verify_sha256
 from ambient.model.ctc import Hypothesis, WordTiming, greedy_decode
 from ambient.model.tokenizer import Tokenizer
-
-if TYPE_CHECKING:
-    from ambient.config import RecognizerConfig
 
 __all__ = ["LM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
 
@@ -50,6 +47,26 @@ LM_FILES = ("lm.arpa", "lm.arpa.gz", "lexicon.txt")
 
 #: Score given to a frame's tokens other than the space in the synthetic end-of-utterance frame.
 _IMPOSSIBLE = -1e4
+
+
+class DecodeResult(Protocol):
+    """A flashlight ``DecodeResult``: per frame, the token and the word id completed there (-1 if none)."""
+
+    @property
+    def tokens(self) -> list[int]: ...  # (T + 2,) with the start and end states
+    @property
+    def words(self) -> list[int]: ...  # (T + 2,)
+
+
+class FlashlightDecoder(Protocol):
+    """The calls ambient makes on flashlight's ``LexiconDecoder`` (so mypy checks them)."""
+
+    def decode_begin(self) -> None: ...
+    def decode_step(self, emissions: int, frames: int, tokens: int) -> None: ...  # pointer to (T, V) float32
+    def decode_end(self) -> None: ...
+    def get_best_hypothesis(self, look_back: int) -> DecodeResult: ...
+    def get_all_final_hypothesis(self) -> list[DecodeResult]: ...
+    def prune(self, look_back: int) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,17 +86,6 @@ class LmOptions:
     unk_score: float = -math.inf
     sil_score: float = 0.0
     commit_frames: int = 250
-
-    @classmethod
-    def from_recognizer(cls, rc: RecognizerConfig) -> LmOptions:
-        """The search settings of a ``recognizer`` config section (the rest keep their defaults)."""
-        return cls(
-            lm_weight=rc.lm_weight,
-            word_score=rc.word_score,
-            blank_penalty=rc.blank_penalty,
-            beam_size=rc.beam_size,
-            final_beam_size=rc.final_beam_size,
-        )
 
 
 def find_lm(folder: Path) -> tuple[Path, Path] | None:
@@ -237,11 +243,14 @@ class LexiconLm:
         o = self.options
         return self if o.final_beam_size == o.beam_size else self.with_options(replace(o, beam_size=o.final_beam_size))
 
-    def new_decoder(self) -> object:
+    def new_decoder(self) -> FlashlightDecoder:
         """A fresh flashlight decoder over the shared trie and LM."""
         from flashlight.lib.text import decoder as fl
 
-        return fl.LexiconDecoder(self._fl_options, self._trie, self._lm, self.sil, self.blank, 0, [], False)
+        decoder: FlashlightDecoder = fl.LexiconDecoder(
+            self._fl_options, self._trie, self._lm, self.sil, self.blank, 0, [], False
+        )
+        return decoder
 
 
 class LmCollapser:
@@ -258,7 +267,7 @@ class LmCollapser:
         self.frame_shift_s = frame_shift_s
         self.time_offset_s = time_offset_s
         self._dec = lm.new_decoder()
-        self._dec.decode_begin()  # type: ignore[attr-defined]
+        self._dec.decode_begin()
         self._lp = np.zeros((0, lm.vocab_size), np.float32)  # (T, V) log-probs not yet committed
         self._base = 0  # frame index of self._lp[0]
         self._t = 0
@@ -273,13 +282,13 @@ class LmCollapser:
 
     def _step(self, lp: np.ndarray) -> None:
         lp = np.ascontiguousarray(lp, dtype=np.float32)
-        self._dec.decode_step(lp.ctypes.data, lp.shape[0], lp.shape[1])  # type: ignore[attr-defined]
+        self._dec.decode_step(lp.ctypes.data, lp.shape[0], lp.shape[1])
 
-    def push(self, log_probs: torch.Tensor) -> bool:
+    def push(self, log_probs: ArrayLike) -> bool:
         """Consume the next frames ``log_probs (T, V)``; returns whether the best text changed."""
         if self._ended:
             raise RuntimeError("push() after finish()")
-        lp = log_probs.detach().float().cpu().numpy()
+        lp = np.asarray(log_probs, dtype=np.float32)
         if lp.ndim != 2 or lp.shape[1] != self.lm.vocab_size:
             raise ValueError(f"expected log-probs (T, {self.lm.vocab_size}), got {tuple(lp.shape)}")
         if not len(lp):
@@ -302,20 +311,20 @@ class LmCollapser:
     def _commit(self) -> None:
         """Move the words of the best path's older part out of the search (bounded memory)."""
         look_back = self.lm.options.commit_frames
-        res = self._dec.get_best_hypothesis(look_back)  # type: ignore[attr-defined]
+        res = self._dec.get_best_hypothesis(look_back)
         n = len(res.tokens) - 1  # tokens[0] is the start state
         if n <= 0:
             return
         # The result ends at the last word completed before the cut; prune() drops the same frames.
         self._committed.extend(self._words(res, frames=n))
-        self._dec.prune(look_back)  # type: ignore[attr-defined]
+        self._dec.prune(look_back)
         self._lp = self._lp[n:]
         self._base += n
 
-    def _words(self, res: object, *, frames: int) -> list[WordTiming]:
+    def _words(self, res: DecodeResult, *, frames: int) -> list[WordTiming]:
         """Words of a flashlight result covering ``frames`` frames from ``self._base``."""
-        tokens = list(res.tokens)[1 : frames + 1]  # type: ignore[attr-defined]
-        word_ids = [w for w in res.words if w >= 0]  # type: ignore[attr-defined]
+        tokens = list(res.tokens)[1 : frames + 1]
+        word_ids = [w for w in res.words if w >= 0]
         lp = self._lp
         spans: list[tuple[int, int, float]] = []  # (first frame, last frame, mean posterior)
         start = -1
@@ -335,7 +344,9 @@ class LmCollapser:
                 end = i
             prev = tok
         out: list[WordTiming] = []
-        for w, (s, e, p) in zip(word_ids, spans, strict=False):
+        if len(word_ids) != len(spans):  # each word's spelling ends with a separator: one span per word
+            raise RuntimeError(f"LM search result has {len(word_ids)} words but {len(spans)} spelled spans")
+        for w, (s, e, p) in zip(word_ids, spans, strict=True):
             out.append(
                 WordTiming(
                     word=self.lm.words[w],
@@ -352,12 +363,12 @@ class LmCollapser:
         The search chooses a word only at its boundary, so its best path ends at the last complete
         word; the greedy tail shows what is being said since (as a partial would without the LM)
         instead of holding the first partial back until the first word ends."""
-        res = self._dec.get_best_hypothesis(0)  # type: ignore[attr-defined]
+        res = self._dec.get_best_hypothesis(0)
         n = len(res.tokens) - 1
         words = self._words(res, frames=n)
         if n < len(self._lp):
             tail = greedy_decode(
-                torch.from_numpy(self._lp[n:]),
+                self._lp[n:],
                 self.lm.tokenizer,
                 frame_shift_s=self.frame_shift_s,
                 time_offset_s=self.time_offset_s + (self._base + n) * self.frame_shift_s,
@@ -377,9 +388,9 @@ class LmCollapser:
             sep[0, self.lm.sil] = 0.0
             self._step(sep)
             self._lp = np.concatenate([self._lp, sep])
-            self._dec.decode_end()  # type: ignore[attr-defined]
+            self._dec.decode_end()
             self._ended = True
-        hyps = self._dec.get_all_final_hypothesis()  # type: ignore[attr-defined]
+        hyps = self._dec.get_all_final_hypothesis()
         if not hyps:
             return _hypothesis(list(self._committed))
         res = hyps[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,22 @@ def test_the_blank_penalty_leaves_timings_and_confidences_to_the_models_posterio
     assert [(w.start, w.end, w.confidence) for w in hyps[0].words] == [
         (w.start, w.end, w.confidence) for w in hyps[1].words
     ]
+
+
+def test_a_result_whose_words_and_spellings_disagree_is_an_error_not_shifted_times(lm: LexiconLm) -> None:
+    """Word timings pair each word of a search result with one spelled span; a count mismatch would
+    put times and confidences on the wrong words, so it raises instead."""
+
+    @dataclass
+    class Result:  # a flashlight DecodeResult (lexicon_lm.DecodeResult)
+        tokens: list[int]
+        words: list[int]
+
+    c = LmCollapser(lm, frame_shift_s=0.04)
+    c.push(emissions("on the"))
+    on, the = lm.words.index("on"), lm.words.index("the")
+    o, n, t, h, e = (TOK.encode(ch)[0] for ch in "onthe")
+    tokens = [-1, o, n, SPACE, t, h, e, SPACE, -1]
+    assert [w.word for w in c._words(Result(tokens, [-1, -1, -1, on, -1, -1, -1, the, -1]), frames=8)] == ["on", "the"]
+    with pytest.raises(RuntimeError, match="2 words but 1 spelled spans"):
+        c._words(Result([-1, o, n, t, h, e, SPACE, -1], [-1, -1, -1, on, -1, -1, the, -1]), frames=7)
