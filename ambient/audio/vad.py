@@ -48,10 +48,9 @@ import numpy as np
 
 from ambient.audio.noisefloor import NoiseFloor, PeakHold, frame_dbfs
 from ambient.config import VadConfig
+from ambient.publish.protocol import FinalReason
 
 __all__ = [
-    "REASON_MAX_LENGTH",
-    "REASON_SILENCE",
     "GateEvent",
     "SpeechAudio",
     "SpeechEnded",
@@ -60,11 +59,6 @@ __all__ = [
     "default_is_speech",
     "webrtc_is_speech",
 ]
-
-#: ``SpeechEnded.reason`` when ``hangover_ms`` of silence ended the utterance.
-REASON_SILENCE = "silence"
-#: ``SpeechEnded.reason`` when the utterance reached ``max_utterance_s``.
-REASON_MAX_LENGTH = "max_length"
 
 #: Decides whether one frame (16-bit little-endian PCM bytes) is speech.
 IsSpeech = Callable[[bytes], bool]
@@ -95,7 +89,7 @@ class SpeechEnded:
     """The utterance ends. ``end_sample`` is the stream position after its last frame;
     ``speech_end_sample`` the position after its last voiced frame."""
 
-    reason: str
+    reason: FinalReason  # silence, max_length, or the reason given to flush()
     end_sample: int
     speech_end_sample: int
 
@@ -210,7 +204,7 @@ class VoiceGate:
             return self._pending_frame(frame, voiced)
         return self._active(frame, voiced)
 
-    def flush(self, reason: str) -> list[GateEvent]:
+    def flush(self, reason: FinalReason) -> list[GateEvent]:
         """End of audio (shutdown, end of stream, device lost): close an announced utterance with
         ``reason``, drop a pending one, and start over from silence."""
         events: list[GateEvent] = []
@@ -261,10 +255,10 @@ class VoiceGate:
         self._count(voiced)
         events: list[GateEvent] = [SpeechAudio(audio=frame, silence_ms=self._silence_run * self.cfg.frame_ms)]
         if self._silence_run >= self._hangover:
-            events.append(self._end(REASON_SILENCE))
+            events.append(self._end("silence"))
             self._reset_to_idle()
         elif self._utt_frames >= self._max_frames:
-            events.append(self._end(REASON_MAX_LENGTH))
+            events.append(self._end("max_length"))
             continuing = self._silence_run == 0
             self._reset_to_idle()
             if continuing:
@@ -292,7 +286,7 @@ class VoiceGate:
             SpeechStarted(audio=audio, start_sample=self._start_sample, onset_sample=self._onset_sample)
         ]
         if self._utt_frames >= self._max_frames:  # only with max_utterance_s shorter than the pre-roll
-            events.append(self._end(REASON_MAX_LENGTH))
+            events.append(self._end("max_length"))
             self._reset_to_idle()
         return events
 
@@ -301,7 +295,7 @@ class VoiceGate:
         self._start_sample = self._onset_sample = self._speech_end = self._samples
         return SpeechStarted(audio=np.zeros(0, np.int16), start_sample=self._samples, onset_sample=self._samples)
 
-    def _end(self, reason: str) -> SpeechEnded:
+    def _end(self, reason: FinalReason) -> SpeechEnded:
         return SpeechEnded(reason=reason, end_sample=self._samples, speech_end_sample=self._speech_end)
 
     def _reset_to_idle(self) -> None:

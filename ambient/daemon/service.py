@@ -29,6 +29,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ambient.audio.capture import Capture
+from ambient.audio.features import SAMPLE_RATE
 from ambient.config import Config, load_config
 from ambient.daemon.logstream import SafeStream
 from ambient.daemon.memlock import lock_memory
@@ -41,7 +42,7 @@ from ambient.daemon.worker import RecognitionWorker
 from ambient.errors import ConfigError
 from ambient.logs import configure_logging
 from ambient.publish.eventlog import EventLog
-from ambient.publish.protocol import Status
+from ambient.publish.protocol import Status, StatusState
 from ambient.publish.server import EventServer, HelloInfo
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Daemon", "load_recognizer", "run_daemon"]
 
-SAMPLE_RATE = 16000
 #: How long the recognition worker may take to finish the utterance in flight at shutdown.
 _WORKER_STOP_TIMEOUT_S = 1.5
 #: The event loop counts as alive (for the watchdog) if its heartbeat is at most this old.
@@ -292,7 +292,7 @@ class Daemon:
         return time.monotonic() - self._beat < _LOOP_ALIVE_S
 
     def _on_log_health(self, healthy: bool, reason: str) -> None:
-        state = "event_log_ok" if healthy else "event_log_error"
+        state: StatusState = "event_log_ok" if healthy else "event_log_error"
         status = Status(state=state, detail=reason, time=time.time(), counters=self._counters())
         if self._sink is not None:
             self._sink.publish_only(status)

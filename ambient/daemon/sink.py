@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from ambient.publish.eventlog import EventLog
-from ambient.publish.protocol import ServerEvent, Status
+from ambient.publish.protocol import ServerEvent, Status, StatusState
 from ambient.publish.server import EventServer
 
 __all__ = ["EventSink"]
@@ -42,7 +42,7 @@ class EventSink:
             self._log.append(event)  # failures are reported through the log's health callback
             self._server.publish_threadsafe(event)
 
-    def status(self, state: str, detail: str = "") -> Status:
+    def status(self, state: StatusState, detail: str = "") -> Status:
         """Emit a ``status`` event with the current counters; returns it."""
         event = Status(state=state, detail=detail, time=time.time(), counters=self._counters())
         self.emit(event)

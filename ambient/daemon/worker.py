@@ -36,29 +36,17 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ambient.audio.capture import AudioBlock, AudioEnded, AudioLost, AudioRestored, Capture, CaptureItem
+from ambient.audio.features import SAMPLE_RATE
 from ambient.audio.vad import GateEvent, SpeechAudio, SpeechEnded, SpeechStarted, VoiceGate
 from ambient.config import VadConfig
 from ambient.daemon.ids import UlidGenerator
 from ambient.daemon.notify import Notifier
 from ambient.daemon.sink import EventSink
 from ambient.model.ctc import Hypothesis
-from ambient.publish.protocol import Final, Partial, SpeechStart, WordInfo
+from ambient.publish.protocol import Final, FinalReason, Partial, SpeechStart, WordInfo
 from ambient.stream.recognizer import StreamingRecognizer
 
-__all__ = [
-    "REASON_AUDIO_LOST",
-    "REASON_END_OF_STREAM",
-    "REASON_ERROR",
-    "REASON_SHUTDOWN",
-    "RecognitionWorker",
-    "Timeline",
-]
-
-SAMPLE_RATE = 16000
-REASON_SHUTDOWN = "shutdown"
-REASON_END_OF_STREAM = "end_of_stream"
-REASON_AUDIO_LOST = "audio_lost"
-REASON_ERROR = "error"
+__all__ = ["RecognitionWorker", "Timeline"]
 
 #: How long one capture read may wait: the latency of noticing a stop request.
 _READ_TIMEOUT_S = 0.2
@@ -214,14 +202,14 @@ class RecognitionWorker:
         if isinstance(item, AudioBlock):
             self._audio(item)
         elif isinstance(item, AudioLost):
-            self._flush(REASON_AUDIO_LOST)
+            self._flush("audio_lost")
             self._sink.status("audio_lost", item.reason)
             self._notifier.status(f"Audio input lost ({item.reason}); retrying")
         elif isinstance(item, AudioRestored):
             self._sink.status("audio_restored", item.source)
             self._notifier.status(f"Listening: {item.source}")
         elif isinstance(item, AudioEnded):
-            self._flush(REASON_END_OF_STREAM)
+            self._flush("end_of_stream")
             self.ended = True
             if item.error:
                 self.error = item.error
@@ -234,7 +222,7 @@ class RecognitionWorker:
         for item in self._capture.drain():
             if isinstance(item, AudioBlock) and time.monotonic() < deadline:
                 self._audio(item)
-        self._flush(REASON_SHUTDOWN)
+        self._flush("shutdown")
 
     # ------------------------------------------------------------------ audio -> gate
 
@@ -312,7 +300,7 @@ class RecognitionWorker:
             rec.speculate()
             utt.compute_s += time.perf_counter() - t0
 
-    def _finish(self, reason: str, *, end: int, speech_end: int) -> None:
+    def _finish(self, reason: FinalReason, *, end: int, speech_end: int) -> None:
         utt = self._utt
         if utt is None:
             return
@@ -334,7 +322,7 @@ class RecognitionWorker:
             rtf=round(utt.compute_s / audio_s, 4) if audio_s > 0 else None,
         )
 
-    def _final(self, utt: _Utterance, hyp: Hypothesis, *, reason: str, speech_end: int) -> Final:
+    def _final(self, utt: _Utterance, hyp: Hypothesis, *, reason: FinalReason, speech_end: int) -> Final:
         words = tuple(
             WordInfo(
                 word=w.word,
@@ -365,7 +353,7 @@ class RecognitionWorker:
             reason=reason,
         )
 
-    def _flush(self, reason: str) -> None:
+    def _flush(self, reason: FinalReason) -> None:
         """End the utterance in flight (if any) with ``reason`` and forget buffered audio."""
         for event in self._gate.flush(reason):
             self._gate_event(event)
@@ -381,7 +369,7 @@ class RecognitionWorker:
         try:
             self._recognizer.reset()
             empty = Hypothesis(text="", words=[], confidence=0.0)
-            self._sink.emit(self._final(utt, empty, reason=REASON_ERROR, speech_end=self._consumed))
+            self._sink.emit(self._final(utt, empty, reason="error", speech_end=self._consumed))
         except Exception:
             self._log.exception("cannot publish the final of an abandoned utterance", utterance_id=utt.id)
 

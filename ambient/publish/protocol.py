@@ -20,7 +20,7 @@ import math
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from ambient.errors import AmbientError
 
@@ -36,6 +36,7 @@ __all__ = [
     "ErrorMessage",
     "Event",
     "Final",
+    "FinalReason",
     "Hello",
     "Message",
     "Partial",
@@ -46,6 +47,7 @@ __all__ = [
     "ServerMessage",
     "SpeechStart",
     "Status",
+    "StatusState",
     "Subscribe",
     "Subscribed",
     "WordInfo",
@@ -63,6 +65,16 @@ EVENT_TYPES: tuple[str, ...] = ("speech_start", "partial", "final", "status")
 
 #: Per-connection messages every client receives whatever it subscribed to.
 CONTROL_TYPES: tuple[str, ...] = ("hello", "error", "bye", "pong", "subscribed")
+
+#: Why an utterance ended (``final.reason``): the gate's hangover or length limit, the daemon
+#: stopping, the end of the input, a lost audio device, an internal error. An open set on the wire:
+#: the daemon sends only these, and a parser accepts any string a newer daemon may add.
+FinalReason = Literal["silence", "max_length", "shutdown", "end_of_stream", "audio_lost", "error"]
+
+#: A daemon state change (``status.state``); an open set on the wire like :data:`FinalReason`.
+StatusState = Literal[
+    "listening", "audio_lost", "audio_restored", "event_log_error", "event_log_ok", "reloaded", "reload_failed"
+]
 
 # Floats go out rounded to microseconds / 1e-6: enough for wall-clock times and confidences,
 # and it keeps binary noise such as 12.340000000000001 off the wire.
@@ -135,6 +147,8 @@ def _normalize(value: Any, tp: Any, where: str) -> Any:
             except UnicodeEncodeError:
                 raise _BadValue(f"'{where}' is not valid Unicode (lone surrogate)") from None
         return value
+    if origin is Literal:  # an open set of strings (FinalReason, StatusState): any string parses
+        return _normalize(value, str, where)
     if tp is bool:
         if not isinstance(value, bool):
             raise _FieldError(f"'{where}' must be true or false")
@@ -334,8 +348,7 @@ class Partial(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Final(Event):
-    """The final transcript of one utterance. ``reason`` says why it ended (``silence``,
-    ``max_length``, ``shutdown``, …)."""
+    """The final transcript of one utterance. ``reason`` says why it ended (:data:`FinalReason`)."""
 
     TYPE: ClassVar[str] = "final"
     utterance_id: str
@@ -346,7 +359,7 @@ class Final(Event):
     offset_start: float
     offset_end: float
     confidence: float
-    reason: str
+    reason: FinalReason
 
     def _validate(self) -> None:
         super()._validate()
@@ -355,12 +368,10 @@ class Final(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Status(Event):
-    """A daemon state change (``listening``, ``audio_lost``, ``audio_restored``,
-    ``event_log_error``, ``event_log_ok``, ``reloaded``, …) with a human-readable ``detail``
-    and counters."""
+    """A daemon state change (:data:`StatusState`) with a human-readable ``detail`` and counters."""
 
     TYPE: ClassVar[str] = "status"
-    state: str
+    state: StatusState
     detail: str = ""
     time: float
     counters: dict[str, int | float] = field(default_factory=dict)

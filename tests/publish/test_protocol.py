@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import re
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
 
 import pytest
 from hypothesis import given, settings
@@ -19,12 +21,14 @@ from ambient.publish.protocol import (
     Bye,
     ErrorMessage,
     Final,
+    FinalReason,
     Hello,
     Partial,
     Ping,
     Pong,
     ProtocolError,
     Status,
+    StatusState,
     Subscribe,
     Subscribed,
     WordInfo,
@@ -259,3 +263,25 @@ def test_final_serialization_is_stable(text: str, words: list[str], t: float, co
     parsed = parse_server_message(line.encode("utf-8"))
     assert isinstance(parsed, Final) and parsed.text == text and [w.word for w in parsed.words] == words
     assert parsed.to_json() == line  # rounding is idempotent
+
+
+def _documented(field: str) -> set[str]:
+    """The backticked values in the docs/protocol.md table row of ``field`` (before "an open set")."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    row = next(line for line in doc.splitlines() if line.startswith(f"| `{field}` | string |") and "open set" in line)
+    return set(re.findall(r"`([a-z_]+)`", row.split("|")[3].split("an open set")[0]))
+
+
+def test_final_reasons_and_status_states_are_one_vocabulary_each_and_the_docs_list_it() -> None:
+    assert set(get_args(FinalReason)) == _documented("reason")
+    assert set(get_args(StatusState)) == _documented("state")
+    assert get_type_hints(Final)["reason"] == FinalReason and get_type_hints(Status)["state"] == StatusState
+
+
+def test_reasons_and_states_stay_open_sets_for_receivers() -> None:
+    """A newer daemon may add values: a parser accepts any string there, and only a string."""
+    line = final(1, "hi").to_dict() | {"reason": "some_new_reason", "seq": 3}
+    parsed = parse_server_message(json.dumps(line).encode())
+    assert isinstance(parsed, Final) and parsed.reason == "some_new_reason"
+    with pytest.raises(ProtocolError, match="'state' must be a string"):
+        parse_server_message(json.dumps(status().to_dict() | {"state": 7}).encode())
