@@ -30,6 +30,7 @@ __all__ = [
     "RecognizerConfig",
     "SocketConfig",
     "VadConfig",
+    "WyomingConfig",
     "default_event_log_path",
     "default_model_path",
     "default_socket_path",
@@ -296,6 +297,65 @@ class RecognizerConfig(_Section):
         description="Hypotheses kept per frame by the beam search of `final_pass: full`: it runs once per "
         "utterance, within the hangover, so it affords a wider search.",
     )
+    phrases: list[str] | Path | None = Field(
+        None,
+        description="Phrase biasing: names and commands (a YAML list, or a text file with one phrase per line) "
+        "whose words get `phrase_boost` in the LM beam search; words outside the lexicon are added with their "
+        "spelling. SIGHUP re-reads the list (and the file). Needs the LM (`lm` not `off`).",
+    )
+    phrase_boost: float = Field(
+        2.0,
+        ge=0,
+        le=20,
+        description="Score added to a phrase word each time the beam search completes it (log10 LM units, "
+        "before `lm_weight`); 0 turns biasing off.",
+    )
+
+
+class WyomingConfig(_Section):
+    """`ambient wyoming`: the Wyoming speech-to-text server (Home Assistant)."""
+
+    uri: list[str] = Field(
+        default_factory=lambda: ["tcp://127.0.0.1:10300"],
+        min_length=1,
+        max_length=8,
+        description="Where to listen: `tcp://HOST:PORT` and/or `unix://PATH` (several allowed). "
+        "`ambient wyoming --uri` replaces the list.",
+    )
+    allow_lan: bool = Field(
+        False,
+        description="Allow a TCP address other than loopback (for Home Assistant on another machine). "
+        "Off, such an address is refused at startup: reaching the network is an explicit choice.",
+    )
+    unix_mode: int = Field(0o660, ge=0, le=0o777, description="File mode of a `unix://` socket (octal).")
+    max_clients: int = Field(8, ge=1, le=1000, description="Connections beyond this get an `error` and are closed.")
+    max_event_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=65536,
+        description="Longest event header line plus its data section; longer gets an `error` and the connection "
+        "is closed.",
+    )
+    max_payload_bytes: int = Field(
+        1 << 20, ge=4096, le=64 << 20, description="Largest payload of one event (an audio chunk)."
+    )
+    max_audio_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest audio stream per `transcribe`; beyond it the request fails."
+    )
+    idle_timeout_s: float = Field(
+        60.0, gt=0, le=86400, description="A connection that sends nothing for this long is closed."
+    )
+    write_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="A client that does not read an event within this long is dropped."
+    )
+    max_request_phrases: int = Field(
+        256, ge=0, le=5000, description="Most extra phrases one `transcribe` request may carry (`context`)."
+    )
+
+    @field_validator("unix_mode", mode="before")
+    @classmethod
+    def _octal(cls, v: Any) -> Any:
+        return SocketConfig._octal(v)
 
 
 class SocketConfig(_Section):
@@ -416,6 +476,7 @@ class Config(_Section):
     socket: SocketConfig = Field(default_factory=lambda: SocketConfig(), description="Unix-socket publisher.")
     event_log: EventLogConfig = Field(default_factory=EventLogConfig, description="Durable event log.")
     logging: LoggingConfig = Field(default_factory=lambda: LoggingConfig(), description="Diagnostic logging.")
+    wyoming: WyomingConfig = Field(default_factory=lambda: WyomingConfig(), description="Wyoming server.")
 
 
 #: Environment variables that override one key each: (variable, section, key).
@@ -540,7 +601,7 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
 def dump_config(cfg: Config) -> str:
     """The effective configuration as YAML (defaults included)."""
     data = cfg.model_dump(mode="json")
-    for sect, key in (("socket", "mode"), ("event_log", "file_mode")):
+    for sect, key in (("socket", "mode"), ("event_log", "file_mode"), ("wyoming", "unix_mode")):
         data[sect][key] = f"{getattr(getattr(cfg, sect), key):04o}"
     return yaml.safe_dump(data, sort_keys=False)
 
@@ -600,7 +661,7 @@ def config_markdown() -> str:
                 default = "(computed, see below)" if key == "path" else repr(f.default_factory())  # type: ignore[call-arg]
             else:
                 default = f.default
-            if key in ("mode", "file_mode") and isinstance(default, int):
+            if key in ("mode", "file_mode", "unix_mode") and isinstance(default, int):
                 default = f"{default:04o}"
             lines.append(f"| `{name}.{key}` | `{default}` | {f.description or ''} |")
         lines.append("")

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "data_cmd",
     "train_cmd",
     "eval_cmd",
+    "wyoming_cmd",
 )
 
 

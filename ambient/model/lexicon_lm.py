@@ -243,6 +243,18 @@ class LexiconLm:
         o = self.options
         return self if o.final_beam_size == o.beam_size else self.with_options(replace(o, beam_size=o.final_beam_size))
 
+    @property
+    def kenlm(self) -> object:
+        """The loaded n-gram model (flashlight ``KenLM``; word ids are indices into :attr:`words`)."""
+        return self._lm
+
+    def with_search(self, *, lm: object, trie: object, words: list[str]) -> LexiconLm:
+        """The same settings over another flashlight LM and trie whose word ids index ``words`` (phrase
+        biasing, :mod:`ambient.model.bias`: a boosting LM and a trie with added words)."""
+        other = copy.copy(self)
+        other._lm, other._trie, other.words = lm, trie, words
+        return other
+
     def new_decoder(self) -> FlashlightDecoder:
         """A fresh flashlight decoder over the shared trie and LM."""
         from flashlight.lib.text import decoder as fl

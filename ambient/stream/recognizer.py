@@ -95,6 +95,21 @@ class StreamingRecognizer:
         self._fbank = StreamingFbank()
         self.reset()
 
+    def fork(self, *, lm: LexiconLm | None = None) -> StreamingRecognizer:
+        """A recognizer with this one's model and settings and its own state: one per concurrent stream
+        (the model and the LM are read-only and shared). ``lm`` replaces the LM (a phrase-biased one)."""
+        return StreamingRecognizer(
+            self.model,
+            chunk_ms=self.chunk_ms,
+            left_chunks=self.left_chunks,
+            lm=self.lm if lm is None else lm,
+            final_pass=self.final_pass,
+        )
+
+    def use_lm(self, lm: LexiconLm) -> None:
+        """Search with ``lm`` (same tokenizer; a phrase-biased variant) from the next utterance on."""
+        self.lm, self.final_lm = lm, lm.for_final_pass()
+
     def reset(self) -> None:
         """Drop all state: the next sample starts a new utterance."""
         self._fbank.reset()
