@@ -34,7 +34,7 @@ def test_sighup_reloads_without_dropping_clients(
         listener.wait_type("hello")
 
         data["logging"]["level"] = "debug"
-        data["vad"] = {"hangover_ms": 300}
+        data["vad"] = {"hangover_ms": 2000}  # from the default 600 ms: a 1.2 s pause no longer ends an utterance
         data["model"]["threads"] = 2  # needs a restart: reported, not applied
         write_config(path, data)
         daemon.signal(signal.SIGHUP)
@@ -42,11 +42,16 @@ def test_sighup_reloads_without_dropping_clients(
         assert "applied: logging, vad" in reloaded["detail"]
         assert "restart needed for: model.threads" in reloaded["detail"]
 
-        # Still transcribing after the reload, on the same connection.
-        speech = read_audio(synth("switch off the radio"))
-        daemon.write(pcm16(np.concatenate([np.zeros(8000, np.float32), speech, np.zeros(16000, np.float32)])))
+        # Still transcribing after the reload, on the same connection, with the new gate: two sentences
+        # 1.2 s apart are one utterance (the old 600 ms hangover would have made two).
+        speech, other = read_audio(synth("switch off the radio")), read_audio(synth("turn on the light"))
+        pause = np.zeros(19200, np.float32)
+        daemon.write(
+            pcm16(np.concatenate([np.zeros(8000, np.float32), speech, pause, other, np.zeros(40000, np.float32)]))
+        )
         (final,) = listener.wait_type("final")
         assert final["reason"] == "silence"
+        assert final["offset_end"] - final["offset_start"] > (len(speech) + len(pause) + len(other)) / 16000 - 0.6
         assert any(r.get("event") == "speech started" and r["level"] == "debug" for r in daemon.logs())
 
         # A changed input format reopens the input; the same pipe now carries 8 kHz audio.
@@ -62,7 +67,7 @@ def test_sighup_reloads_without_dropping_clients(
             lambda: any("8000 Hz" in str(r.get("source")) for r in daemon.logs()), what="the input reopened at 8 kHz"
         )
         narrow = resample_poly(speech, 1, 2).astype(np.float32)
-        daemon.write(pcm16(np.concatenate([np.zeros(4000, np.float32), narrow, np.zeros(8000, np.float32)])))
+        daemon.write(pcm16(np.concatenate([np.zeros(4000, np.float32), narrow, np.zeros(20000, np.float32)])))
         finals = listener.wait_type("final", count=2)
         assert finals[1]["reason"] == "silence"
 
