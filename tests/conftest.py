@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ambient.devtools.missing import missing_part
 from ambient.devtools.pulse import VirtualMic, pulse_missing
 
 __all__: list[str] = []
@@ -37,6 +38,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``synth(text, engine="espeak-ng"|"flite") -> Path``: a WAV of ``text`` (cached per session).
+    A missing engine skips the test, or fails it in CI (:func:`ambient.devtools.missing.missing_part`).
 
     espeak-ng writes 22.05 kHz, flite 16 kHz: both rates reach the resampler.
     """
@@ -48,7 +50,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         if key in cache:
             return cache[key]
         if shutil.which(engine) is None:
-            pytest.skip(f"{engine} is not installed (apt install {engine})")
+            missing_part(f"{engine} is not installed (apt install {engine})")
         out = root / f"utt{len(cache)}-{engine}.wav"
         if engine == "espeak-ng":
             cmd = ["espeak-ng", "-v", "en-us", "-w", str(out), text]
@@ -96,7 +98,7 @@ def compose() -> Callable[..., Path]:
 def pulse_factory() -> Iterator[Callable[[], VirtualMic]]:
     """``make() -> VirtualMic``: fresh, started servers owned by one test (killed afterwards)."""
     if why := pulse_missing():
-        pytest.skip(why)
+        missing_part(why)
     servers: list[VirtualMic] = []
 
     def make() -> VirtualMic:
@@ -115,7 +117,7 @@ def pulse_factory() -> Iterator[Callable[[], VirtualMic]]:
 def pulse() -> Iterator[VirtualMic]:
     """One PulseAudio virtual-microphone server shared by the session (tests must not stop it)."""
     if why := pulse_missing():
-        pytest.skip(why)
+        missing_part(why)
     with VirtualMic(record=False) as server:
         yield server
 

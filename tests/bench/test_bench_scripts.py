@@ -17,17 +17,15 @@ from typing import Any
 
 import pytest
 
+from ambient.devtools.missing import missing_part
+from ambient.devtools.pulse import pulse_missing
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 #: Guards against hangs only.
 TIMEOUT_S = 300
-
-
-def _pulse_missing() -> str | None:
-    missing = [b for b in ("pulseaudio", "pactl", "paplay", "parec") if shutil.which(b) is None]
-    return f"PulseAudio tools missing: {', '.join(missing)}" if missing else None
 
 
 def _run(script: str, *args: str) -> str:
@@ -61,8 +59,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def latency(results: Path, tiny_checkpoint: Path) -> tuple[str, dict[str, Any]]:
-    if why := _pulse_missing():
-        pytest.skip(why)
+    if why := pulse_missing():
+        missing_part(why)
     out = _run(
         "daemon_latency.py",
         "--model",
@@ -106,8 +104,8 @@ def test_daemon_latency_measures_both_sources(latency: tuple[str, dict[str, Any]
 
 @pytest.fixture(scope="module")
 def idle(results: Path, tiny_checkpoint: Path) -> tuple[str, dict[str, Any]]:
-    if why := _pulse_missing():
-        pytest.skip(why)
+    if why := pulse_missing():
+        missing_part(why)
     out = _run(
         "idle.py",
         "--model",

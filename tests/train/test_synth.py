@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ambient.devtools.missing import missing_part
 from ambient.errors import AmbientError
 from ambient.text import normalize_text
 from ambient.train.manifest import read_manifest
@@ -26,7 +27,7 @@ ENGINES = available_engines()
 def _engine(preferred: str) -> str:
     """``preferred`` if installed, else any installed engine; skips the test when there is none."""
     if not ENGINES:
-        pytest.skip("no speech synthesis engine installed")
+        missing_part("no speech synthesis engine installed")
     return preferred if preferred in ENGINES else ENGINES[0]
 
 
