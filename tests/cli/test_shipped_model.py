@@ -31,9 +31,11 @@ SENTENCES = (
     "set a timer for ten minutes",
     "play some music in the living room",
 )
-#: Character error rate the shipped model must stay under on them. A model that recognizes nothing
-#: scores about 1.0; the shipped checkpoint's measured figure is in its model card.
-MAX_CER = 0.45
+#: Character error rate the shipped model must stay under on them (fp32 and int8). Measured for the
+#: stage-13 ambient-base with espeak-ng 1.51: 0.017 (2 of 119 characters, "play" heard as "place"),
+#: both precisions; the bound allows two more character errors, so a regression shows. A model that
+#: recognizes nothing scores about 1.0.
+MAX_CER = 0.04
 
 
 def _ambient(*args: str) -> subprocess.CompletedProcess[str]:
