@@ -29,14 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "the daemon restarts; Ctrl-C exits with status 0."
         ),
     )
-    p.add_argument(
-        "--socket",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="daemon socket (default: $AMBIENT_SOCKET, else the daemon's default path)",
-    )
-    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="take the socket path from this config")
+    add_socket_args(p)
     p.add_argument("--json", action="store_true", help="print every message from the daemon, one JSON object a line")
     p.add_argument(
         "--events",
@@ -73,6 +66,18 @@ def _positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return n
+
+
+def add_socket_args(p: argparse.ArgumentParser) -> None:
+    """``--socket PATH`` and ``--config FILE``: where a client finds the daemon (see :func:`socket_path`)."""
+    p.add_argument(
+        "--socket",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="daemon socket (default: $AMBIENT_SOCKET, else the daemon's default path)",
+    )
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="take the socket path from this config")
 
 
 def socket_path(args: argparse.Namespace) -> Path:

@@ -23,6 +23,7 @@ __all__ = ["build_parser", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "listen",
+    "captions_cmd",
     "transcribe",
     "devices",
     "config_cmd",

@@ -160,9 +160,13 @@ def follow(
     backoff_initial_s: float = 0.2,
     backoff_max_s: float = 5.0,
     note: Callable[[str], None] = lambda _msg: None,
+    lost: Callable[[str], None] = lambda _reason: None,
 ) -> Iterator[Received]:
     """Yield every line the daemon sends (``hello`` included), reconnecting with exponential
     backoff when the connection is lost or the daemon is not running yet.
+
+    ``lost(reason)`` is called each time there is no connection any more (or none yet): before each
+    wait for the next try. A new connection shows itself as the next ``hello``.
 
     Raises :class:`AmbientError` when the daemon refuses us (``forbidden``), when the socket is
     not accessible, or, with ``reconnect=False``, when the connection fails or ends.
@@ -182,6 +186,7 @@ def follow(
             if not waiting_noted:
                 note(f"waiting for the daemon at {path}")
                 waiting_noted = True
+            lost(f"daemon not running ({e.strerror})")
             time.sleep(delay)
             delay = min(delay * 2, backoff_max_s)
             continue
@@ -194,6 +199,7 @@ def follow(
             if not reconnect:
                 raise AmbientError(f"connection to {path} failed: {e.reason}") from None
             note(f"connection failed ({e.reason}); retrying")
+            lost(f"connection failed ({e.reason})")
             time.sleep(delay)
             delay = min(delay * 2, backoff_max_s)
             continue
@@ -234,3 +240,4 @@ def follow(
         if not reconnect:
             raise AmbientError(reason)
         note(f"{reason}; reconnecting")
+        lost(reason)
