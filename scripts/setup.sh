@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up ambient on a fresh Debian/Ubuntu machine or Raspberry Pi OS.
-#   scripts/setup.sh            runtime only (daemon + transcribe)
-#   scripts/setup.sh --dev      + test tools (PulseAudio virtual mic, pytest, ruff, mypy) and every
+#   scripts/setup.sh            runtime only (daemon, transcribe, captions page)
+#   scripts/setup.sh --dev      + test tools (PulseAudio virtual mic, Chromium + selenium, pytest, ruff, mypy) and every
 #                               synthesis engine (the tests exercise the training pipeline too)
 #   scripts/setup.sh --train    + training tools (speech synthesis engines, jiwer, matplotlib)
 # System packages are installed with apt when run as root (or with sudo when available);
@@ -22,6 +22,8 @@ TORCH_VERSION=${AMBIENT_TORCH_VERSION:-2.13.0}
 
 apt_pkgs=(libportaudio2 libsndfile1 python3-venv)
 [ $DEV = 1 ] && apt_pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils)
+# The captions test drives the system browser (selenium + chromedriver; nothing is downloaded).
+[ $DEV = 1 ] && apt_pkgs+=(chromium chromium-driver)
 [ $DEV = 1 ] && TRAIN=1
 [ $TRAIN = 1 ] && apt_pkgs+=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
 missing=()
@@ -48,11 +50,10 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   # (docs/deployment.md); on aarch64 (Raspberry Pi) the registry's wheel is CPU-only already.
   "$PY" -m pip install -q "torch==${TORCH_VERSION}"
 fi
-extras=()
+extras=(captions)   # ambient captions (aiohttp): small, and the page is part of the runtime
 [ $DEV = 1 ] && extras+=(dev)
 [ $TRAIN = 1 ] && extras+=(train)
 [ $BENCH = 1 ] && extras+=(bench)
-spec="."
-if [ ${#extras[@]} -gt 0 ]; then spec=".[$(IFS=,; echo "${extras[*]}")]"; fi
+spec=".[$(IFS=,; echo "${extras[*]}")]"
 "$PY" -m pip install -q -e "$spec"
 echo "setup.sh: ready ($VENV)"
