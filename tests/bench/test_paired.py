@@ -100,3 +100,28 @@ def test_peers_compares_every_system_with_ambient(synth: Callable[..., Path], tm
     assert v["ci95"][0] <= v["delta_pts"] + 0.01 and v["delta_pts"] - 0.01 <= v["ci95"][1]
     assert 0.0 <= v["p_better"] <= 1.0
     assert "few            ambient-greedy   minus ambient:" in r.stdout
+
+
+def test_peers_splits_a_set_by_corpus_and_reuses_earlier_peer_rows() -> None:
+    from peers import reused_row, split_by_source
+
+    ref = np.array([[0, 2], [1, 2], [0, 1], [0, 1]])  # ambient: 1 error on "a", none on "b"
+    other = np.array([[2, 2], [2, 2], [0, 1], [1, 1]])
+    sources = ["a", "a", "b", "b"]
+    rows = [{"system": "ambient", "row_sources": sources}, {"system": "peer", "row_sources": sources}]
+    out = split_by_source(rows, {"ambient": ref, "peer": other}, resamples=200)
+    assert sorted(out) == ["a", "b"]
+    wers = {src: {e["system"]: e["wer"] for e in entries} for src, entries in out.items()}
+    assert wers == {"a": {"ambient": 0.25, "peer": 1.0}, "b": {"ambient": 0.0, "peer": 0.5}}
+    peer_a = next(e for e in out["a"] if e["system"] == "peer")
+    assert peer_a["utterances"] == 2 and peer_a["vs_ambient"]["delta_pts"] == pytest.approx(75.0)
+    assert "vs_ambient" not in next(e for e in out["a"] if e["system"] == "ambient")
+
+    old = [
+        {"system": "peer", "set": "s", "manifest": "m.jsonl", "refs": ["x"], "hyps": ["x"]},
+        {"system": "broken", "set": "s", "manifest": "m.jsonl", "error": "failed"},
+    ]
+    assert reused_row("peer", "s", Path("m.jsonl"), old) == old[0]
+    assert reused_row("peer", "s", Path("other.jsonl"), old) is None
+    assert reused_row("peer", "t", Path("m.jsonl"), old) is None
+    assert reused_row("broken", "s", Path("m.jsonl"), old) is None
