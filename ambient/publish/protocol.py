@@ -3,8 +3,9 @@
 Every message is a JSON object on one line (UTF-8, ``\\n``-terminated) whose ``type`` field names
 the message. ``to_json()`` gives the line without its newline; ``parse_client_message`` and
 ``parse_server_message`` turn a received line back into a typed message or raise
-:class:`ProtocolError`. Field types are checked on construction as well as on parsing, so a
-message that exists is valid: finite floats only, no lone surrogates in strings.
+:class:`ProtocolError`. Every message is a strict, frozen pydantic model, so field types are
+checked on construction as well as on parsing and a message that exists is valid: no int for a
+string nor bool for a number, finite floats only, no lone surrogates in strings.
 
 Versioning (``PROTOCOL_VERSION``, sent in ``hello``): adding a message type, adding a field, or
 adding a value to an open set (status states, final reasons, error codes) keeps the version.
@@ -16,11 +17,20 @@ See docs/protocol.md for every message and field.
 from __future__ import annotations
 
 import json
-import math
-import types
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
+from typing_extensions import Self
 
 from ambient.errors import AmbientError
 
@@ -103,128 +113,69 @@ class ProtocolError(AmbientError):
         self.code = code
 
 
-class _FieldError(ValueError):
-    """A field value of the wrong type or out of range (a ``ValueError`` for constructors)."""
-
-
-class _BadValue(_FieldError):
-    """The right kind of value but unusable (non-finite, lone surrogate): no union arm can help."""
-
-
 # --------------------------------------------------------------------------- value checking
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = get_type_hints(cls)
-    return hints
+#
+# Every message is a strict, frozen pydantic model (the library the configuration is checked with
+# too): an int is never a string, a bool never a number, floats must be finite; JSON arrays become
+# tuples; unknown keys are ignored (forward compatibility). A parse error is one ``bad_field`` line.
 
 
-def _normalize(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it normalized (lists to tuples,
-    ints to floats where a float is declared, nested dicts to dataclasses)."""
-    origin = get_origin(tp)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _FieldError(f"'{where}' must be a number")
-        value = float(value)
-        if not math.isfinite(value):
-            raise _BadValue(f"'{where}' must be finite")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _FieldError(f"'{where}' must be an integer")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise _FieldError(f"'{where}' must be a string")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _BadValue(f"'{where}' is not valid Unicode (lone surrogate)") from None
-        return value
-    if origin is Literal:  # an open set of strings (FinalReason, StatusState): any string parses
-        return _normalize(value, str, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _FieldError(f"'{where}' must be true or false")
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise _FieldError(f"'{where}' must be null")
-        return None
-    if origin is Union or origin is types.UnionType:
-        for arm in get_args(tp):
-            try:
-                return _normalize(value, arm, where)
-            except _BadValue:
-                raise
-            except _FieldError:
-                continue
-        names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in get_args(tp))
-        raise _FieldError(f"'{where}' must be {names}")
-    if origin is tuple:
-        args = get_args(tp)
-        if len(args) != 2 or args[1] is not Ellipsis:
-            raise TypeError(f"unsupported annotation {tp!r}")
-        if not isinstance(value, (list, tuple)):
-            raise _FieldError(f"'{where}' must be a list")
-        return tuple(_normalize(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        _key_tp, val_tp = get_args(tp)
-        if not isinstance(value, Mapping):
-            raise _FieldError(f"'{where}' must be an object")
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise _FieldError(f"'{where}' keys must be strings")
-            out[_normalize(k, str, f"{where} key")] = _normalize(v, val_tp, f"{where}.{k}")
-        return out
-    if isinstance(tp, type) and is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, Mapping):
-            raise _FieldError(f"'{where}' must be an object")
-        return _build(tp, value, where)
-    raise TypeError(f"unsupported annotation {tp!r}")
+def _valid_unicode(value: str) -> str:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("not valid Unicode (lone surrogate)") from None
+    return value
 
 
-_T = TypeVar("_T")
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
-def _build(cls: type[_T], data: Mapping[str, Any], where: str) -> _T:
-    """Construct dataclass ``cls`` from a mapping, ignoring unknown keys (forward compatibility)."""
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if not f.init:
-            continue
-        if f.name in data:
-            kwargs[f.name] = data[f.name]
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise _FieldError(f"missing field '{_join(where, f.name)}'")
-    try:
-        return cls(**kwargs)
-    except _FieldError as e:
-        raise _FieldError(f"{where}: {e}" if where else str(e)) from None
+def _open_set(value: Any) -> str:
+    """A value of an open set (:data:`FinalReason`, :data:`StatusState`): any string parses."""
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid string")
+    return _valid_unicode(value)
 
 
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
+#: A string that can be encoded (no lone surrogates).
+_Str = Annotated[str, AfterValidator(_valid_unicode)]
+#: Strings of a JSON array.
+_Strs = Annotated[tuple[_Str, ...], BeforeValidator(_as_tuple)]
 
 
-def _check_fields(obj: Any) -> None:
-    """Validate and normalize every field of a frozen dataclass instance in place."""
-    for name, tp in _hints(type(obj)).items():
-        if get_origin(tp) is ClassVar or tp is ClassVar:
-            continue
-        value = getattr(obj, name)
-        norm = _normalize(value, tp, name)
-        if norm is not value:
-            object.__setattr__(obj, name, norm)
+def _check_unit(value: float, name: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"'{name}' must be between 0 and 1")
+
+
+def _where(loc: tuple[int | str, ...], data: Any) -> str:
+    """The field path of an error location, without pydantic's union-arm and validator tags."""
+    parts: list[str] = []
+    node = data
+    for part in loc:
+        if isinstance(node, Mapping) and part in node:
+            parts.append(f".{part}" if parts else str(part))
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and 0 <= part < len(node):
+            parts.append(f"[{part}]")
+            node = node[part]
+        else:
+            if not parts:
+                parts.append(str(part))
+            break
+    return "".join(parts)
+
+
+def _first_error(err: ValidationError, data: Any) -> str:
+    first = err.errors()[0]
+    where = _where(first["loc"], data)
+    if first["type"] == "missing":
+        return f"missing field '{where}'"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"'{where}': {msg}" if where else msg
 
 
 def _encode(value: Any) -> Any:
@@ -234,8 +185,8 @@ def _encode(value: Any) -> Any:
         return [_encode(v) for v in value]
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, BaseModel):
+        return {name: _encode(getattr(value, name)) for name in type(value).model_fields}
     return value
 
 
@@ -243,37 +194,34 @@ def _dumps(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _check_unit(value: float, name: str) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise _FieldError(f"'{name}' must be between 0 and 1")
-
-
 # --------------------------------------------------------------------------- messages
 
-_OMIT_NONE = {"omit_none": True}
+_STRICT = ConfigDict(strict=True, frozen=True, extra="ignore", allow_inf_nan=False)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Message:
-    """Base of every wire message; ``TYPE`` is the value of its ``type`` field."""
+class Message(BaseModel):
+    """Base of every wire message; ``TYPE`` is the value of its ``type`` field. Constructors take
+    keywords and raise ``ValueError`` (a pydantic ``ValidationError``) for a bad value."""
 
+    model_config = _STRICT
     TYPE: ClassVar[str] = ""
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
         self._validate()
+        return self
 
     def _validate(self) -> None:
         """Range checks beyond the field types (subclasses override)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The message as a JSON-ready dict, ``type`` first."""
+        """The message as a JSON-ready dict, ``type`` first (an event's ``seq`` only once stamped)."""
         out: dict[str, Any] = {"type": self.TYPE}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None and f.metadata.get("omit_none"):
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None and name == "seq":
                 continue
-            out[f.name] = _encode(value)
+            out[name] = _encode(value)
         return out
 
     def to_json(self) -> str:
@@ -281,168 +229,154 @@ class Message:
         return _dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls: type[_M], data: Mapping[str, Any]) -> _M:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build the message from a decoded JSON object; unknown keys are ignored.
 
         Raises :class:`ProtocolError` (``bad_field``) for a missing or mistyped field.
         """
         try:
-            return _build(cls, data, "")
-        except _FieldError as e:
-            raise ProtocolError(ErrorCode.BAD_FIELD, f"{cls.TYPE}: {e}") from None
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ProtocolError(ErrorCode.BAD_FIELD, f"{cls.TYPE}: {_first_error(e, data)}") from None
 
 
-_M = TypeVar("_M", bound=Message)
-
-
-@dataclass(frozen=True, kw_only=True)
 class Event(Message):
     """A broadcast event; ``seq`` is stamped by the server (1, 2, 3, … per server instance)."""
 
-    seq: int | None = field(default=None, metadata=_OMIT_NONE)
+    seq: int | None = None
 
     def _validate(self) -> None:
         if self.seq is not None and self.seq < 1:
-            raise _FieldError("'seq' must be positive")
+            raise ValueError("'seq' must be positive")
 
 
-@dataclass(frozen=True, kw_only=True)
-class WordInfo:
+class WordInfo(BaseModel):
     """One recognized word. ``start``/``end`` are wall-clock Unix seconds, ``offset_*`` seconds
     since the daemon's audio stream began, ``confidence`` in [0, 1]."""
 
-    word: str
+    model_config = _STRICT
+    word: _Str
     start: float
     end: float
     offset_start: float
     offset_end: float
     confidence: float
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
         _check_unit(self.confidence, "confidence")
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
 class SpeechStart(Event):
     """The voice-activity gate opened: an utterance begins at stream ``offset`` (wall-clock ``time``)."""
 
     TYPE: ClassVar[str] = "speech_start"
-    utterance_id: str
+    utterance_id: _Str
     offset: float
     time: float
 
 
-@dataclass(frozen=True, kw_only=True)
 class Partial(Event):
     """The current, still-changing hypothesis of utterance ``utterance_id``."""
 
     TYPE: ClassVar[str] = "partial"
-    utterance_id: str
-    text: str
+    utterance_id: _Str
+    text: _Str
     start: float
     end: float
     offset_start: float
     offset_end: float
 
 
-@dataclass(frozen=True, kw_only=True)
 class Final(Event):
     """The final transcript of one utterance. ``reason`` says why it ended (:data:`FinalReason`)."""
 
     TYPE: ClassVar[str] = "final"
-    utterance_id: str
-    text: str
-    words: tuple[WordInfo, ...] = ()
+    utterance_id: _Str
+    text: _Str
+    words: Annotated[tuple[WordInfo, ...], BeforeValidator(_as_tuple)] = ()
     start: float
     end: float
     offset_start: float
     offset_end: float
     confidence: float
-    reason: FinalReason
+    reason: Annotated[FinalReason, PlainValidator(_open_set)]
 
     def _validate(self) -> None:
         super()._validate()
         _check_unit(self.confidence, "confidence")
 
 
-@dataclass(frozen=True, kw_only=True)
 class Status(Event):
     """A daemon state change (:data:`StatusState`) with a human-readable ``detail`` and counters."""
 
     TYPE: ClassVar[str] = "status"
-    state: StatusState
-    detail: str = ""
+    state: Annotated[StatusState, PlainValidator(_open_set)]
+    detail: _Str = ""
     time: float
-    counters: dict[str, int | float] = field(default_factory=dict)
+    counters: dict[_Str, int | float] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
 class Hello(Message):
     """First message on every connection. ``last_seq`` is the ``seq`` of the newest event
     published before this connection (0 if none); ``instance`` changes on every daemon start."""
 
     TYPE: ClassVar[str] = "hello"
     protocol: int = PROTOCOL_VERSION
-    version: str
-    model: str
+    version: _Str
+    model: _Str
     sample_rate: int
     time: float
-    instance: str
+    instance: _Str
     last_seq: int
-    events: tuple[str, ...] = EVENT_TYPES
+    events: _Strs = EVENT_TYPES
 
 
-@dataclass(frozen=True, kw_only=True)
 class ErrorMessage(Message):
     """Something the client did (or failed to do); see :class:`ErrorCode`."""
 
     TYPE: ClassVar[str] = "error"
-    code: str
-    message: str
+    code: _Str
+    message: _Str
 
 
-@dataclass(frozen=True, kw_only=True)
 class Bye(Message):
     """The server is closing this connection; ``reason`` e.g. ``shutdown``, ``too_slow``."""
 
     TYPE: ClassVar[str] = "bye"
-    reason: str
+    reason: _Str
 
 
-@dataclass(frozen=True, kw_only=True)
 class Pong(Message):
     """Reply to ``ping``, echoing its ``id``."""
 
     TYPE: ClassVar[str] = "pong"
-    id: str | int | None = None
+    id: _Str | int | None = None
     time: float
 
 
-@dataclass(frozen=True, kw_only=True)
 class Subscribed(Message):
     """Reply to ``subscribe``: the event types now delivered, and the requested names this
     server does not know (ignored)."""
 
     TYPE: ClassVar[str] = "subscribed"
-    events: tuple[str, ...]
-    ignored: tuple[str, ...] = ()
+    events: _Strs
+    ignored: _Strs = ()
 
 
-@dataclass(frozen=True, kw_only=True)
 class Subscribe(Message):
     """Client request: deliver these event types (``None``/absent: all of them)."""
 
     TYPE: ClassVar[str] = "subscribe"
-    events: tuple[str, ...] | None = None
+    events: _Strs | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
 class Ping(Message):
     """Client request: answer with ``pong`` carrying the same ``id``."""
 
     TYPE: ClassVar[str] = "ping"
-    id: str | int | None = None
+    id: _Str | int | None = None
 
 
 ServerEvent = SpeechStart | Partial | Final | Status

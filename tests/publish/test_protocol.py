@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from publish_helpers import final, partial, speech_start, status
+from pydantic import BaseModel
 
 from ambient.publish.protocol import (
     CLIENT_MESSAGES,
@@ -283,5 +284,29 @@ def test_reasons_and_states_stay_open_sets_for_receivers() -> None:
     line = final(1, "hi").to_dict() | {"reason": "some_new_reason", "seq": 3}
     parsed = parse_server_message(json.dumps(line).encode())
     assert isinstance(parsed, Final) and parsed.reason == "some_new_reason"
-    with pytest.raises(ProtocolError, match="'state' must be a string"):
+    with pytest.raises(ProtocolError, match="'state': Input should be a valid string"):
         parse_server_message(json.dumps(status().to_dict() | {"state": 7}).encode())
+
+
+def test_every_message_is_a_strict_pydantic_model_with_one_line_field_errors() -> None:
+    """One validation system: the messages are pydantic models (as the configuration is), strict
+    (no int for a string, no bool for a number), and a bad field is one ``bad_field`` line naming it."""
+    for cls in (*SERVER_MESSAGES.values(), *CLIENT_MESSAGES.values(), WordInfo):
+        assert issubclass(cls, BaseModel) and cls.model_config.get("strict"), cls
+    cases = {
+        b'{"type":"subscribe","events":["final",1]}': "subscribe: 'events[1]': Input should be a valid string",
+        b'{"type":"ping","id":true}': "ping: 'id': ",
+        b'{"type":"ping","id":1.5}': "ping: 'id': ",
+    }
+    for line, message in cases.items():
+        with pytest.raises(ProtocolError) as info:
+            parse_client_message(line)
+        assert info.value.code == "bad_field" and str(info.value).startswith(message), str(info.value)
+    with pytest.raises(ProtocolError, match=r"final: 'words\[0\]': 'confidence' must be between 0 and 1"):
+        parse_server_message(
+            json.dumps(
+                final(1, "hi").to_dict() | {"words": [{**final(1, "hi").to_dict()["words"][0], "confidence": 2}]}
+            ).encode()
+        )
+    with pytest.raises(ProtocolError, match="missing field 'text'"):
+        parse_server_message(json.dumps({k: v for k, v in final(1, "hi").to_dict().items() if k != "text"}).encode())
