@@ -221,7 +221,8 @@ class ModelConfig(_Section):
 
     path: Path = Field(
         default_factory=default_model_path,
-        description="Checkpoint file (`model.pt`); its SHA-256 is verified on load.",
+        description="Model file: the torch checkpoint (`model.pt`) or an exported `model.onnx`; the onnx backend "
+        "loads `model.onnx` (`model-int8.onnx` with `int8`) from beside a `.pt`. Its SHA-256 is verified on load.",
     )
     int8: bool = Field(
         False,
@@ -229,7 +230,7 @@ class ModelConfig(_Section):
             "Load with int8 dynamic quantization of all linear weights (smaller, faster, slightly less accurate)."
         ),
     )
-    threads: int = Field(1, ge=1, le=64, description="torch intra-op threads for the encoder.")
+    threads: int = Field(1, ge=1, le=64, description="Intra-op threads for the encoder (onnxruntime or torch).")
     mlock: bool = Field(
         False,
         description="Lock the process memory (mlockall) so the resident model is never swapped out.",
@@ -244,6 +245,12 @@ class RecognizerConfig(_Section):
         ge=40,
         le=5000,
         description="Encoder chunk length in ms: latency versus accuracy and CPU.",
+    )
+    backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="What runs the acoustic model: `onnx` = onnxruntime on the exported `model.onnx` (no torch "
+        "needed), `torch` = the `model.pt` checkpoint through torch (installed by `scripts/setup.sh --train`), "
+        "`auto` = onnx when the model folder ships `model.onnx`, else torch.",
     )
     partials: bool = Field(True, description="Publish `partial` events while an utterance is in progress.")
     final_pass: Literal["full", "streaming"] = Field(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 import torch
 
 from ambient.audio.io import iter_audio_blocks, read_audio
@@ -46,7 +47,7 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def _replay(lm: LexiconLm, per_utt: list[list[torch.Tensor]], frame_shift_s: float) -> list[str]:
+def _replay(lm: LexiconLm, per_utt: list[list[np.ndarray]], frame_shift_s: float) -> list[str]:
     """Each utterance's kept per-chunk log-probabilities through the beam search, chunk by chunk."""
     hyps: list[str] = []
     for utt_chunks in per_utt:
@@ -98,10 +99,10 @@ def main() -> int:
     )
     utts = read_manifest(args.manifest)[: args.limit]
     rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms)
-    chunks: list[torch.Tensor] = []
+    chunks: list[np.ndarray] = []
     rec.log_probs_hook = chunks.append
     refs: list[str] = []
-    per_utt: list[list[torch.Tensor]] = []
+    per_utt: list[list[np.ndarray]] = []
     t0 = time.perf_counter()
     for u in utts:
         if args.final_pass == "full":
@@ -109,7 +110,7 @@ def main() -> int:
         else:
             chunks.clear()
             transcribe_blocks(rec, iter_audio_blocks(u.audio, block_samples=16000))
-            per_utt.append([c.clone() for c in chunks])
+            per_utt.append([c.copy() for c in chunks])
         refs.append(normalize_text(u.text))
     print(f"acoustic model: {len(utts)} utterances in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
@@ -124,7 +125,9 @@ def main() -> int:
         print(f"{name:7s} {params:32s} WER {100 * wer:5.1f}  CER {100 * cer:5.1f}  ({seconds:.1f} s)", flush=True)
 
     t0 = time.perf_counter()
-    greedy = [normalize_text(greedy_decode(torch.cat(c), model.tokenizer, frame_shift_s=shift).text) for c in per_utt]
+    greedy = [
+        normalize_text(greedy_decode(np.concatenate(c), model.tokenizer, frame_shift_s=shift).text) for c in per_utt
+    ]
     score("greedy", greedy, time.perf_counter() - t0)
     for lm_dir, found in found_lms:
         loaded = LexiconLm(*found, model.tokenizer)

@@ -1,6 +1,8 @@
 """Log-mel front end: 16 kHz PCM -> 80-dim log-mel frames (25 ms Hann window, 10 ms hop).
 
-Written with torch only (there is no CPU torchaudio here). Frames are taken without padding, so
+Written with torch only (there is no CPU torchaudio here); :mod:`ambient.audio.fbank` is its numpy
+twin for the torch-free runtime, and holds the constants and the mel filterbank both use. Frames
+are taken without padding, so
 ``T = 1 + (N - 400) // 160`` for ``N >= 400`` samples and the features of a signal fed in pieces of
 any size through :class:`StreamingFbank` are identical to :func:`compute_fbank` of the whole signal.
 Normalization (mean/variance) is not done here: its statistics live in the model checkpoint.
@@ -28,55 +30,23 @@ __all__ = [
     "num_frames",
 ]
 
-SAMPLE_RATE = 16000
-WIN = 400  # 25 ms
-HOP = 160  # 10 ms
-N_FFT = 512
-N_MELS = 80
-F_MIN = 20.0
-F_MAX = 7600.0
-_LOG_FLOOR = 1e-10
-
-
-def num_frames(n_samples: int) -> int:
-    """Number of feature frames for ``n_samples`` samples (no padding)."""
-    return 0 if n_samples < WIN else 1 + (n_samples - WIN) // HOP
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    return 1127.0 * np.log1p(f / 700.0)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    return 700.0 * (np.expm1(m / 1127.0))
-
-
-def _vtlp(freqs: np.ndarray, warp: float) -> np.ndarray:
-    """Piecewise-linear vocal-tract-length warping of frequencies (Jaitly & Hinton 2013).
-
-    Frequencies below a boundary are scaled by ``warp``; above it a linear segment maps the rest so
-    that the Nyquist frequency stays fixed.
-    """
-    if warp == 1.0:
-        return freqs
-    nyq = SAMPLE_RATE / 2
-    boundary = 4800.0 * min(warp, 1.0) / warp
-    scale_hi = (nyq - boundary * warp) / (nyq - boundary)
-    return np.where(freqs <= boundary, freqs * warp, nyq - (nyq - freqs) * scale_hi)
+from ambient.audio.fbank import (
+    HOP,
+    LOG_FLOOR,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    WIN,
+    mel_filterbank_np,
+    num_frames,
+)
 
 
 @functools.lru_cache(maxsize=64)
 def mel_filterbank(warp: float = 1.0) -> torch.Tensor:
-    """Triangular mel filterbank, shape ``(N_FFT // 2 + 1, N_MELS)``, optionally VTLP-warped."""
-    mel_pts = np.linspace(_hz_to_mel(np.array(F_MIN)), _hz_to_mel(np.array(F_MAX)), N_MELS + 2)
-    hz_pts = _vtlp(_mel_to_hz(mel_pts), warp)
-    fft_freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    lower, center, upper = hz_pts[:-2], hz_pts[1:-1], hz_pts[2:]
-    f = fft_freqs[:, None]
-    up = (f - lower) / np.maximum(center - lower, 1e-6)
-    down = (upper - f) / np.maximum(upper - center, 1e-6)
-    fb = np.clip(np.minimum(up, down), 0.0, None)
-    return torch.from_numpy(fb.astype(np.float32))
+    """Triangular mel filterbank, shape ``(N_FFT // 2 + 1, N_MELS)``, optionally VTLP-warped (the numpy
+    one of :mod:`ambient.audio.fbank`, as a tensor)."""
+    return torch.from_numpy(mel_filterbank_np(warp).copy())
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,7 +60,7 @@ def _frames_to_fbank(frames: torch.Tensor, warp: float) -> torch.Tensor:
     spec = torch.fft.rfft(frames * _window(), n=N_FFT)  # (T, 257)
     power = spec.real.square() + spec.imag.square()
     mel = power @ mel_filterbank(warp)  # (T, F)
-    return torch.log(torch.clamp(mel, min=_LOG_FLOOR))
+    return torch.log(torch.clamp(mel, min=LOG_FLOOR))
 
 
 def _as_float_tensor(wave: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -63,10 +63,9 @@ def add_lm_arguments(p: argparse.ArgumentParser) -> None:
 def lm_from_args(args: argparse.Namespace, *, model_path: Path, tokenizer: Tokenizer) -> LexiconLm | None:
     """The LM the options select for the model at ``model_path``, or None (greedy). Each option is checked
     against the range of its ``recognizer.*`` key; one out of range raises :class:`ConfigError`."""
-    from ambient.model.lexicon_lm import LmOptions, load_lm
+    from ambient.stream.decoding import lm_for
 
-    rc = recognizer_from_args(args)
-    return load_lm(rc.lm, model_path=model_path, tokenizer=tokenizer, options=LmOptions.from_recognizer(rc))
+    return lm_for(recognizer_from_args(args), model_path=model_path, tokenizer=tokenizer)
 
 
 def recognizer_from_args(args: argparse.Namespace) -> RecognizerConfig:

@@ -5,6 +5,10 @@ training states, written as a model file (see :mod:`ambient.train.average`).
 
 ``ambient model grow MODEL --rank R --out FILE``: the same model with its low-rank factors grown to
 rank ``R``, computing exactly what it did (see :mod:`ambient.train.grow`).
+
+``ambient model export MODEL --onnx OUT``: the ONNX graph of the streaming step (every cache an explicit
+input and output; also the full-context pass) and its int8 twin ``<OUT stem>-int8.onnx``, for the
+torch-free runtime (see :mod:`ambient.model.export.onnx_graph`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     grow.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
     grow.add_argument("--seed", type=int, default=0, help="seeds the fresh rows of the V factors (default 0)")
     grow.set_defaults(func=run_grow)
+    exp = msub.add_parser("export", help="export a model to ONNX for the torch-free runtime (fp32 and int8)")
+    exp.add_argument("path", type=Path, help="fp32 model file (model.pt)")
+    exp.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="ONNX file to write (with its .sha256)")
+    exp.add_argument("--no-int8", action="store_true", help="skip the int8 twin (<OUT stem>-int8.onnx)")
+    exp.add_argument(
+        "--per-channel", action="store_true", help="int8 with one scale per output channel (default: per tensor)"
+    )
+    exp.set_defaults(func=run_export)
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -85,4 +97,15 @@ def run_grow(args: argparse.Namespace) -> int:
     sha, before, after = grow_model_file(args.path, args.rank, args.out, seed=args.seed)
     print(f"grew {args.path} to rank {args.rank}: {before:,} -> {after:,} stored params")
     print(f"wrote {args.out} (sha256 {sha[:16]}...)")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Export a model file to ONNX."""
+    from ambient.model.export.onnx_graph import export_onnx
+
+    written = export_onnx(args.path, args.onnx, int8=not args.no_int8, per_channel=args.per_channel)
+    for name, sha in written.items():
+        size = (args.onnx.parent / name).stat().st_size
+        print(f"wrote {args.onnx.parent / name} ({size / 1e6:.1f} MB, sha256 {sha[:16]}...)")
     return 0

@@ -33,8 +33,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=100,
         help="how much audio is fed per step (does not change results)",
     )
-    p.add_argument("--int8", action="store_true", help="int8 dynamic quantization of the linear weights")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument(
+        "--int8", action="store_true", help="int8 weights (model-int8.onnx, or torch's dynamic quantization)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="onnx = onnxruntime on model.onnx (no torch), torch = the checkpoint, auto = onnx when the model "
+        "folder ships model.onnx (default auto; recognizer.backend)",
+    )
     add_lm_arguments(p)
     add_final_pass_argument(p)
     p.set_defaults(func=run)
@@ -42,18 +51,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Transcribe each file; a file that fails is reported and the others still run."""
-    import torch
-
     from ambient.audio.io import iter_audio_blocks
     from ambient.config import load_config
-    from ambient.model.checkpoint import load_model
+    from ambient.stream.factory import load_acoustic_model
     from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
 
     if args.block_ms <= 0 or args.chunk_ms <= 0:
         raise AmbientError("--block-ms and --chunk-ms must be positive")
-    torch.set_num_threads(max(1, args.threads))
     model_path = args.model or load_config(None).model.path
-    model = load_model(model_path, int8=args.int8)
+    model = load_acoustic_model(model_path, backend=args.backend, int8=args.int8, threads=max(1, args.threads))
     lm = lm_from_args(args, model_path=model_path, tokenizer=model.tokenizer)
     rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm, final_pass=final_pass_from_args(args))
     block = max(1, args.block_ms * 16)
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 "confidence": hyp.confidence,
                 "duration": round(seconds, 3),
                 "model": model.name,
+                "backend": model.backend,
                 "chunk_ms": rec.chunk_ms,
                 "final_pass": rec.final_pass,
             }

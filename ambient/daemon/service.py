@@ -1,10 +1,10 @@
 """The daemon: startup, the event loop, signals, reload and shutdown.
 
-Startup: logging, torch threads, the model (loaded once, warmed up, kept resident, optionally
-``mlockall``-ed), the event socket, the event log, the audio input, the recognition worker, then
-``READY=1``. Threads: PortAudio's callback -> bounded queue -> the recognition worker (gate,
-recognizer, event log writes) -> ``EventServer.publish`` on the asyncio loop, which only serves
-clients, signals and a one-second heartbeat.
+Startup: logging, the model (loaded once by :func:`ambient.stream.factory.build_recognizer`, warmed
+up, kept resident, optionally ``mlockall``-ed), the event socket, the event log, the audio input, the
+recognition worker, then ``READY=1``. Threads: PortAudio's callback -> bounded queue -> the
+recognition worker (gate, recognizer, event log writes) -> ``EventServer.publish`` on the asyncio
+loop, which only serves clients, signals and a one-second heartbeat.
 
 Signals: ``SIGHUP`` reloads the configuration (see :mod:`ambient.daemon.reload`) without dropping
 clients; ``SIGTERM``/``SIGINT`` stop capture, finish the utterance in flight with a final (reason
@@ -29,7 +29,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ambient.audio.capture import Capture
-from ambient.audio.features import SAMPLE_RATE
+from ambient.audio.fbank import SAMPLE_RATE
 from ambient.config import Config, load_config
 from ambient.daemon.logstream import SafeStream
 from ambient.daemon.memlock import lock_memory
@@ -59,27 +59,14 @@ _MAINTAIN_EVERY_S = 60.0
 
 
 def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[StreamingRecognizer, str]:
-    """Load the model once (``model.path``, ``model.int8``) on ``model.threads`` threads and warm it
-    up; returns the recognizer and the model's name. Raises ``CheckpointError``."""
-    import torch
+    """Load the model once (:func:`ambient.stream.factory.build_recognizer`: ``model.*`` and
+    ``recognizer.*``, the onnx or torch backend) and warm it up; returns the recognizer and the model's
+    name. Raises ``CheckpointError``."""
+    from ambient.stream.factory import build_recognizer
 
-    from ambient.model.checkpoint import load_model
-    from ambient.model.lexicon_lm import LmOptions, load_lm
-    from ambient.stream.recognizer import StreamingRecognizer
-
-    torch.set_num_threads(cfg.model.threads)
-    with contextlib.suppress(RuntimeError):  # already set in this process
-        torch.set_num_interop_threads(1)
     t0 = time.perf_counter()
-    model = load_model(cfg.model.path, int8=cfg.model.int8)
-    rc = cfg.recognizer
-    lm = load_lm(
-        rc.lm,
-        model_path=cfg.model.path,
-        tokenizer=model.tokenizer,
-        options=LmOptions.from_recognizer(rc),
-    )
-    recognizer = StreamingRecognizer(model, chunk_ms=rc.chunk_ms, lm=lm, final_pass=rc.final_pass)
+    recognizer = build_recognizer(cfg)
+    model, lm = recognizer.model, recognizer.lm
     # One second of silence through the whole path: allocates the caches and touches the weights,
     # so the first utterance is as fast as the rest and mlockall sees the resident set.
     recognizer.accept(np.zeros(SAMPLE_RATE, dtype=np.int16))
@@ -89,7 +76,8 @@ def load_recognizer(cfg: Config, *, logger: FilteringBoundLogger) -> tuple[Strea
         "model loaded",
         model=name,
         path=str(cfg.model.path),
-        int8=bool(model.meta.get("int8", cfg.model.int8)),
+        backend=model.backend,
+        int8=model.int8,
         threads=cfg.model.threads,
         chunk_ms=recognizer.chunk_ms,
         final_pass=recognizer.final_pass,
@@ -118,6 +106,11 @@ class Daemon:
         self._log_stream = log_stream  # where a reload sends the diagnostic log (None: stderr)
         self._config_path = config_path
         self._recognizer = recognizer
+        from ambient.stream.phrases import RecognizerPhrases, load_phrases
+
+        # recognizer.phrases: biased LM built now (a missing phrase file stops the start, like any config error).
+        self._phrases = RecognizerPhrases(recognizer, boost=cfg.recognizer.phrase_boost)
+        self._phrases.apply(load_phrases(cfg.recognizer.phrases))
         self._model_name = model_name
         self._notifier = notifier
         self._overrides = dict(audio_overrides or {})
@@ -253,6 +246,9 @@ class Daemon:
         preflight(loaded, source=source)
         plan = plan_reload(self._cfg, loaded)
         new = plan.effective
+        from ambient.stream.phrases import load_phrases
+
+        phrases = load_phrases(new.recognizer.phrases)  # re-read the file; unreadable: the reload fails here
         if "logging" in plan.applied:
             configure_logging(new.logging, stream=self._log_stream)
         if "vad" in plan.applied:
@@ -264,11 +260,21 @@ class Daemon:
         eventlog.reopen(new.event_log)  # always: SIGHUP is also how log rotation tools say "reopen"
         self._cfg = new
         parts = [f"applied: {', '.join(plan.applied)}" if plan.applied else "no changes"]
+        if phrases != self._phrases.phrases and self._phrases.bias is not None and self._loop is not None:
+            # Building the biased LM takes a fraction of a second: off the loop; the next utterance uses it.
+            self._loop.run_in_executor(None, self._phrases.apply, phrases).add_done_callback(self._phrases_applied)
+            parts.append(f"phrase list: {len(phrases)} phrases")
         if plan.restart_needed:
             parts.append(f"restart needed for: {', '.join(plan.restart_needed)}")
             self._log.warning("changed settings take effect after a restart", keys=list(plan.restart_needed))
         self._log.info("configuration reloaded", path=source, applied=list(plan.applied))
         return "; ".join(parts)
+
+    def _phrases_applied(self, done: asyncio.Future[bool]) -> None:
+        if (e := done.exception()) is not None:
+            self._log.error("phrase list not applied; keeping the previous one", error=str(e))
+        else:
+            self._log.info("phrase list applied", phrases=len(self._phrases.phrases))
 
     # ------------------------------------------------------------------ health
 

@@ -36,7 +36,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from ambient.audio.capture import AudioBlock, AudioEnded, AudioLost, AudioRestored, Capture, CaptureItem
-from ambient.audio.features import SAMPLE_RATE
+from ambient.audio.fbank import SAMPLE_RATE
 from ambient.audio.vad import GateEvent, SpeechAudio, SpeechEnded, SpeechStarted, VoiceGate
 from ambient.config import VadConfig
 from ambient.daemon.ids import UlidGenerator

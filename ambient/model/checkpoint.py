@@ -24,6 +24,7 @@ from torch import nn
 
 from ambient.errors import CheckpointError
 from ambient.model.asr import AsrModel
+from ambient.model.checksums import file_sha256, recorded_sha256, verify_sha256
 from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import tokenizer_from_dict
 
@@ -42,52 +43,6 @@ __all__ = [
 FORMAT = "ambient-asr"
 VERSION = 1
 LOAD_TIME_META = ("path", "int8")  # meta keys load_model sets from the file it read; never stored
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_checksum_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: unreadable checksum file ({type(e).__name__})") from None
-
-
-def recorded_sha256(path: Path) -> str | None:
-    """The SHA-256 recorded for ``path`` (``<name>.sha256`` beside it or its folder's ``SHA256SUMS``), or None."""
-    side = path.with_name(path.name + ".sha256")
-    if side.exists():
-        fields = _read_checksum_file(side).split()
-        if not fields or len(fields[0]) != 64:
-            raise CheckpointError(f"{side}: not a SHA-256 checksum file")
-        return fields[0].lower()
-    sums = path.parent / "SHA256SUMS"
-    if sums.exists():
-        for line in _read_checksum_file(sums).splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].lstrip("*") == path.name:
-                return parts[0].lower()
-    return None
-
-
-def verify_sha256(path: Path) -> str:
-    """Check ``path`` against its recorded SHA-256; returns the digest."""
-    recorded = recorded_sha256(path)
-    if recorded is None:
-        raise CheckpointError(f"{path}: no SHA-256 recorded beside it ({path.name}.sha256 or SHA256SUMS)")
-    actual = file_sha256(path)
-    if actual != recorded:
-        raise CheckpointError(
-            f"{path}: SHA-256 mismatch (file {actual[:12]}…, recorded {recorded[:12]}…): corrupt or replaced"
-        )
-    return actual
 
 
 def quantize_int8(model: AsrModel) -> AsrModel:

@@ -1,10 +1,15 @@
-"""Greedy CTC decoding into text plus words with start/end times and confidences."""
+"""Greedy CTC decoding into text plus words with start/end times and confidences.
+
+numpy only: log-probs come from either backend (torch tensors on the CPU convert without a copy), and
+the torch-free runtime decodes with it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
+from numpy.typing import ArrayLike
 
 from ambient.model.tokenizer import Tokenizer
 
@@ -42,14 +47,15 @@ class Hypothesis:
 class FrameBest:
     """Per-frame best units and their posteriors: ``ids (T,)`` int64, ``probs (T,)`` float32."""
 
-    ids: torch.Tensor
-    probs: torch.Tensor
+    ids: np.ndarray
+    probs: np.ndarray
 
 
-def best_path(log_probs: torch.Tensor) -> FrameBest:
+def best_path(log_probs: ArrayLike) -> FrameBest:
     """Argmax per frame of ``log_probs (T, V)``."""
-    lp, ids = log_probs.float().max(dim=-1)
-    return FrameBest(ids=ids, probs=lp.exp())
+    lp = np.asarray(log_probs, dtype=np.float32)
+    ids = lp.argmax(axis=-1)
+    return FrameBest(ids=ids, probs=np.exp(np.take_along_axis(lp, ids[..., None], axis=-1)[..., 0]))
 
 
 class GreedyCollapser:
@@ -141,7 +147,7 @@ def hypothesis_from_best(
 
 
 def greedy_decode(
-    log_probs: torch.Tensor,
+    log_probs: ArrayLike,
     tokenizer: Tokenizer,
     *,
     frame_shift_s: float,

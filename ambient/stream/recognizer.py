@@ -1,7 +1,8 @@
 """The streaming recognizer shared by the daemon, ``ambient transcribe`` and ``ambient eval``.
 
-PCM -> :class:`StreamingFbank` -> ``model.forward_chunk`` (explicit :class:`EncoderCache`) ->
-incremental greedy CTC (:class:`GreedyCollapser`) or, given a :class:`LexiconLm`, an incremental
+PCM -> an acoustic backend's stream (:class:`~ambient.stream.acoustic.AcousticModel`: log-mel front
+end and encoder with explicit caches, run by onnxruntime or torch) -> incremental greedy CTC
+(:class:`GreedyCollapser`) or, given a :class:`LexiconLm`, an incremental
 lexicon + n-gram LM beam search (:class:`LmCollapser`). The result depends on the model, ``chunk_ms``
 and ``left_chunks`` only, never on how the audio was split into ``accept`` calls.
 
@@ -23,21 +24,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
-from ambient.audio.features import N_MELS, SAMPLE_RATE, StreamingFbank, compute_fbank, num_frames
-from ambient.model.asr import AsrModel
-from ambient.model.cache import EncoderCache
+from ambient.audio.fbank import SAMPLE_RATE, num_frames
 from ambient.model.ctc import GreedyCollapser, Hypothesis, best_path
 from ambient.model.lexicon_lm import LexiconLm, LmCollapser
+from ambient.stream.acoustic import AcousticModel, AcousticStream
+
+if TYPE_CHECKING:
+    from ambient.model.asr import AsrModel
 
 __all__ = [
     "DEFAULT_LEFT_CONTEXT_S",
     "FINAL_PASSES",
-    "FULL_PASS_BUCKET_FRAMES",
     "FULL_PASS_MAX_S",
     "FinalPass",
     "StreamingRecognizer",
@@ -57,19 +58,19 @@ FINAL_PASSES: tuple[FinalPass, ...] = ("streaming", "full")
 #: chunked pass's final. The daemon's utterances end at ``vad.max_utterance_s`` (20 s by default).
 FULL_PASS_MAX_S = 30.0
 
-#: The full pass's input is padded to a multiple of this many feature frames (0.64 s): at most ~50
-#: distinct shapes up to ``FULL_PASS_MAX_S``, so the kernels oneDNN caches per shape stay bounded.
-FULL_PASS_BUCKET_FRAMES = 64
-
 
 class StreamingRecognizer:
-    """Incremental recognition of one utterance at a time (caches reset by :meth:`finish`)."""
+    """Incremental recognition of one utterance at a time (caches reset by :meth:`finish`).
+
+    ``model`` is an :class:`AcousticModel` (``ambient.stream.factory.load_acoustic_model``); a torch
+    :class:`~ambient.model.asr.AsrModel` is taken as it is and run by the torch backend.
+    """
 
     sample_rate = SAMPLE_RATE
 
     def __init__(
         self,
-        model: AsrModel,
+        model: AcousticModel | AsrModel,
         *,
         chunk_ms: int = 640,
         left_chunks: int | None = None,
@@ -78,21 +79,24 @@ class StreamingRecognizer:
     ) -> None:
         if final_pass not in FINAL_PASSES:
             raise ValueError(f"final_pass must be one of {FINAL_PASSES}, not {final_pass!r}")
-        self.model = model
+        if not isinstance(model, AcousticModel):
+            from ambient.stream.torch_backend import TorchAcoustic
+
+            model = TorchAcoustic(model)
+        self.model: AcousticModel = model
         self.lm = lm
         #: The full pass's search: ``lm`` at its ``final_beam_size``.
         self.final_lm = None if lm is None else lm.for_final_pass()
         self.final_pass: FinalPass = final_pass
         #: Called with each chunk's ``log_probs (T, V)`` before decoding (tools record them with it);
         #: the chunked pass only, not the full pass of two-pass finals.
-        self.log_probs_hook: Callable[[torch.Tensor], None] | None = None
+        self.log_probs_hook: Callable[[np.ndarray], None] | None = None
         self.chunk_frames = max(1, round(chunk_ms / 1000 / model.frame_shift_s))
         self.chunk_ms = round(self.chunk_frames * model.frame_shift_s * 1000)
         if left_chunks is None:
             left_s = float(model.meta.get("left_context_s", DEFAULT_LEFT_CONTEXT_S))
             left_chunks = max(1, math.ceil(left_s * 1000 / self.chunk_ms)) if left_s >= 0 else -1
         self.left_chunks = left_chunks
-        self._fbank = StreamingFbank()
         self.reset()
 
     def fork(self, *, lm: LexiconLm | None = None) -> StreamingRecognizer:
@@ -112,8 +116,9 @@ class StreamingRecognizer:
 
     def reset(self) -> None:
         """Drop all state: the next sample starts a new utterance."""
-        self._fbank.reset()
-        self._cache: EncoderCache = self.model.init_cache(chunk_frames=self.chunk_frames, left_chunks=self.left_chunks)
+        self._stream: AcousticStream = self.model.new_stream(
+            chunk_frames=self.chunk_frames, left_chunks=self.left_chunks
+        )
         shift = self.model.frame_shift_s
         self._collapser: GreedyCollapser | LmCollapser = (
             GreedyCollapser(self.model.tokenizer, frame_shift_s=shift)
@@ -139,24 +144,23 @@ class StreamingRecognizer:
 
     def _chunks_available(self, samples: int) -> int:
         """Encoder chunks completed by the first ``samples`` samples of the utterance."""
-        return self.model.encoder.ready_frames(num_frames(samples)) // self.chunk_frames
+        return self.model.ready_frames(num_frames(samples)) // self.chunk_frames
 
     def _step(self, *, final: bool) -> bool:
         """Run the held samples through features, encoder and decoder; True if the text changed."""
         pcm = np.concatenate(self._held) if len(self._held) > 1 else (self._held[0] if self._held else None)
         self._held = []
-        feats = self._fbank.accept(pcm) if pcm is not None and len(pcm) else torch.zeros(0, N_MELS)
-        if feats.size(0) == 0 and not final:
-            return False
-        with torch.inference_mode():
-            log_probs, self._cache = self.model.forward_chunk(feats[None], self._cache, final=final)
-        if log_probs.size(1) == 0:
+        log_probs = self._stream.accept(pcm) if pcm is not None and len(pcm) else None
+        if final:
+            tail = self._stream.finish()
+            log_probs = tail if log_probs is None or not len(log_probs) else np.concatenate([log_probs, tail])
+        if log_probs is None or len(log_probs) == 0:
             return False
         if self.log_probs_hook is not None:
-            self.log_probs_hook(log_probs[0])
+            self.log_probs_hook(log_probs)
         if isinstance(self._collapser, LmCollapser):
-            return self._collapser.push(log_probs[0])
-        return self._collapser.push(best_path(log_probs[0]))
+            return self._collapser.push(log_probs)
+        return self._collapser.push(best_path(log_probs))
 
     def accept(self, pcm: np.ndarray) -> Hypothesis | None:
         """Feed ``(n,)`` int16 or float32 samples; returns the hypothesis if it changed."""
@@ -180,20 +184,10 @@ class StreamingRecognizer:
         self._chunks_done = chunks
         return self._collapser.hypothesis() if self._step(final=False) else None
 
-    def full_context_log_probs(self, pcm: np.ndarray) -> torch.Tensor:
+    def full_context_log_probs(self, pcm: np.ndarray) -> np.ndarray:
         """``pcm (n,)`` float32 samples of a whole utterance -> ``log_probs (T', V)`` from one encoder
         pass with full attention context (no chunking): the second pass of two-pass finals."""
-        feats = compute_fbank(pcm)
-        t = feats.size(0)
-        if t == 0:
-            return torch.zeros(0, self.model.dims.vocab_size)
-        # Padded (and masked) to a multiple of FULL_PASS_BUCKET_FRAMES: oneDNN caches its kernels per
-        # input shape, so one shape per utterance length would grow the daemon's memory for good.
-        padded = math.ceil(t / FULL_PASS_BUCKET_FRAMES) * FULL_PASS_BUCKET_FRAMES
-        feats = torch.nn.functional.pad(feats, (0, 0, 0, padded - t))
-        with torch.inference_mode():
-            log_probs, out_len = self.model(feats[None], torch.tensor([t]))
-        return log_probs[0, : int(out_len[0])]
+        return self.model.full_context_log_probs(pcm)
 
     def _full_pass(self) -> Hypothesis:
         """Recognize all audio of the utterance so far with :meth:`full_context_log_probs`."""

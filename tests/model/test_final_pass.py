@@ -150,4 +150,4 @@ def test_the_full_pass_pads_to_a_bucket_without_changing_its_output(seconds: flo
         unpadded, out_len = model(feats[None], torch.tensor([feats.size(0)]))
     bucketed = StreamingRecognizer(model).full_context_log_probs(pcm)
     assert bucketed.shape == (int(out_len[0]), model.dims.vocab_size) == unpadded[0].shape
-    torch.testing.assert_close(bucketed, unpadded[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(bucketed), unpadded[0], atol=1e-4, rtol=1e-4)
