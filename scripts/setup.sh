@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets up ambient on a fresh Debian/Ubuntu machine or Raspberry Pi OS.
-#   scripts/setup.sh            runtime only (daemon, transcribe, captions page)
+#   scripts/setup.sh            runtime only (daemon, transcribe, captions page; onnxruntime, no torch)
 #   scripts/setup.sh --dev      + test tools (PulseAudio virtual mic, Chromium + selenium, pytest, ruff, mypy) and every
 #                               synthesis engine (the tests exercise the training pipeline too)
-#   scripts/setup.sh --train    + training tools (speech synthesis engines, jiwer, matplotlib)
+#   scripts/setup.sh --train    + training tools (torch, onnx, speech synthesis engines, jiwer, matplotlib)
 # System packages are installed with apt when run as root (or with sudo when available);
 # Python packages go into ./.venv (override with AMBIENT_VENV).
 set -euo pipefail
@@ -44,8 +44,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip >/dev/null
-# torch first, pinned: any unpinned torch request would pull several GB of CUDA wheels.
-if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+# The runtime (daemon, transcribe) runs the exported model.onnx through onnxruntime: no torch.
+# Training, evaluation, export and the tests need torch: first, pinned, since any unpinned torch
+# request would pull several GB of CUDA wheels.
+if { [ $TRAIN = 1 ] || [ $BENCH = 1 ]; } && ! "$PY" -c "import torch" >/dev/null 2>&1; then
   # On an x86 laptop without a local CPU wheel, set PIP_EXTRA_INDEX_URL to PyTorch's CPU index first
   # (docs/deployment.md); on aarch64 (Raspberry Pi) the registry's wheel is CPU-only already.
   "$PY" -m pip install -q "torch==${TORCH_VERSION}"
