@@ -95,9 +95,8 @@ class ConformerEncoder(nn.Module):
 
     def ready_frames(self, feature_frames: int) -> int:
         """Encoder frames the subsampling can compute from the first ``feature_frames`` feature
-        frames (output frame ``j`` needs input frames ``[s*j, s*j + rf)``)."""
-        s, rf = self.subsampling.factor, self.subsampling.receptive_field
-        return (feature_frames - rf) // s + 1 if feature_frames >= rf else 0
+        frames (output frame ``j`` needs input frames ``[s*j, s*j + rf)``; :meth:`ModelDims.ready_frames`)."""
+        return self.dims.ready_frames(feature_frames)
 
     def _empty_layer_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> LayerCache:
         d, h = self.dims.d_model, self.dims.n_heads

@@ -81,14 +81,10 @@ class SharingConfig:
         if self.scheme == "module" and not self.shared_modules:
             raise ValueError("sharing.shared_modules: sharing scheme 'module' needs shared_modules (ff, att, conv)")
         if self.scheme == "subcomponent" and not self.shared_slots:
-            raise ValueError(
-                "sharing.shared_slots: scheme 'subcomponent' needs shared_slots (e.g. att.q, ff.w1)"
-            )
+            raise ValueError("sharing.shared_slots: scheme 'subcomponent' needs shared_slots (e.g. att.q, ff.w1)")
         bad = set(self.shared_modules) - {"ff", "att", "conv"}
         if bad:
-            raise ValueError(
-                f"sharing.shared_modules: unknown shared module(s) {sorted(bad)}; choose ff, att, conv"
-            )
+            raise ValueError(f"sharing.shared_modules: unknown shared module(s) {sorted(bad)}; choose ff, att, conv")
         bad = set(self.shared_slots) - set(SHARED_SLOT_NAMES)
         if bad:
             raise ValueError(
@@ -161,6 +157,17 @@ class ModelDims:
         if self.conv_kernel < 1 or self.n_layers < 1 or self.vocab_size < 2:
             raise ValueError("conv_kernel, n_layers must be >= 1 and vocab_size >= 2")
         self.sharing.check_layers(self.n_layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Feature frames one subsampled frame reads: frame ``j`` sees ``[s*j, s*j + rf)``, ``rf = 2s - 1``."""
+        return 2 * self.subsampling - 1
+
+    def ready_frames(self, feature_frames: int) -> int:
+        """Encoder frames the subsampling can compute from the first ``feature_frames`` feature frames
+        (plain arithmetic, so the torch encoder and the torch-free ONNX runtime share it)."""
+        rf, s = self.receptive_field, self.subsampling
+        return (feature_frames - rf) // s + 1 if feature_frames >= rf else 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for the checkpoint."""

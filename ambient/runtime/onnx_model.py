@@ -11,6 +11,9 @@ equals the torch model's streaming output to float rounding (tests/runtime/test_
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,29 @@ from ambient.model.checksums import verify_sha256
 from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import Tokenizer, tokenizer_from_dict
 
-__all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxAcoustic", "load_onnx_model", "read_onnx_metadata"]
+__all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxAcoustic", "load_onnx_model", "read_onnx_metadata", "release_memory"]
 
 ONNX_FORMAT = "ambient-onnx"
 ONNX_VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere, e.g. musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the system. onnxruntime allocates each call's activations with
+    malloc; after a long utterance (the full pass over 20 s holds ~30 MB of attention scores) glibc
+    would otherwise keep that peak resident for good."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def read_onnx_metadata(props: dict[str, str], path: Path) -> tuple[ModelDims, Tokenizer, dict[str, Any], str]:
@@ -102,7 +124,9 @@ class _OnnxStream:
 
     def finish(self) -> np.ndarray:
         """The last, partial chunk."""
-        return self._drain(final=True)
+        out = self._drain(final=True)
+        release_memory()
+        return out
 
 
 class OnnxAcoustic:
@@ -120,7 +144,7 @@ class OnnxAcoustic:
         self.meta = meta
         self.quantized = quantized
         self.factor = dims.subsampling
-        self.receptive_field = 2 * dims.subsampling - 1  # see ambient.model.subsampling
+        self.receptive_field = dims.receptive_field
         self._outputs = [o.name for o in session.get_outputs()]
         self.meta.setdefault("name", path.parent.name if path.parent.name not in ("", ".") else path.stem)
         self.meta["path"] = str(path)
@@ -167,8 +191,7 @@ class OnnxAcoustic:
 
     def ready_frames(self, feature_frames: int) -> int:
         """Encoder frames computable from ``feature_frames`` feature frames."""
-        rf, s = self.receptive_field, self.factor
-        return (feature_frames - rf) // s + 1 if feature_frames >= rf else 0
+        return self.dims.ready_frames(feature_frames)
 
     def new_stream(self, *, chunk_frames: int, left_chunks: int) -> _OnnxStream:
         """A fresh stream at this chunking."""
@@ -181,7 +204,9 @@ class OnnxAcoustic:
         feats = compute_fbank(pcm)
         if len(feats) < self.receptive_field:
             return np.zeros((0, self.vocab_size), np.float32)
-        return self.run(feats, self.empty_state())["log_probs"][0]
+        log_probs = self.run(feats, self.empty_state())["log_probs"][0]
+        release_memory()
+        return log_probs
 
 
 def load_onnx_model(path: str | Path, *, threads: int = 1, verify: bool = True) -> OnnxAcoustic:
@@ -209,6 +234,8 @@ def load_onnx_model(path: str | Path, *, threads: int = 1, verify: bool = True) 
     # Shapes change every call (the caches grow to the left context): an arena would keep its peak.
     opts.enable_cpu_mem_arena = False
     opts.log_severity_level = 3
+    # Prepacked copies of the MatMul weights would double them in memory for no measurable speed here.
+    opts.add_session_config_entry("session.disable_prepacking", "1")
     try:
         session = ort.InferenceSession(str(p), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for a file it cannot parse

@@ -81,9 +81,7 @@ class TorchAcoustic:
 
     def ready_frames(self, feature_frames: int) -> int:
         """Encoder frames computable from ``feature_frames`` feature frames."""
-        sub = self.model.encoder.subsampling
-        rf, s = sub.receptive_field, sub.factor
-        return (feature_frames - rf) // s + 1 if feature_frames >= rf else 0
+        return self.model.encoder.ready_frames(feature_frames)
 
     def new_stream(self, *, chunk_frames: int, left_chunks: int) -> _TorchStream:
         """A fresh stream at this chunking."""

@@ -67,3 +67,4 @@ def test_ready_frames_is_what_the_subsampling_computes() -> None:
             with torch.inference_mode():
                 computed = encoder.subsampling(torch.zeros(1, t, 80)).size(1)
             assert encoder.ready_frames(t) == computed == int(encoder.subsampling.output_lengths(torch.tensor(t)))
+            assert encoder.dims.ready_frames(t) == computed  # what the torch-free ONNX runtime uses
