@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ambient.model.lexicon_lm import LexiconLm
+from ambient.model.lexicon_lm import FlashlightLm, LexiconLm
 
 __all__ = ["BiasResult", "BoostingLm", "bias_lm", "unigram_scores"]
 
@@ -39,12 +39,12 @@ class BoostingLm(_lm_base()):  # type: ignore[misc]
     """A flashlight LM over ``base`` (KenLM): word id ``i`` is scored as base word ``lm_ids[i]`` plus
     ``bonus[i]``. Ids past the base vocabulary map to ``<unk>`` (id 0)."""
 
-    def __init__(self, base: object, *, lm_ids: Sequence[int], bonus: Sequence[float]) -> None:
+    def __init__(self, base: FlashlightLm, *, lm_ids: Sequence[int], bonus: Sequence[float]) -> None:
         super().__init__()
         self.base = base  # kept alive for the C++ side
-        self._start = base.start  # type: ignore[attr-defined]
-        self._score = base.score  # type: ignore[attr-defined]
-        self._finish = base.finish  # type: ignore[attr-defined]
+        self._start = base.start
+        self._score = base.score
+        self._finish = base.finish
         self._ids = list(lm_ids)
         self._bonus = list(bonus)
 
@@ -59,14 +59,14 @@ class BoostingLm(_lm_base()):  # type: ignore[misc]
 
     def finish(self, state: object) -> tuple[object, float]:
         """The base LM's end-of-sentence score."""
-        return self._finish(state)  # type: ignore[no-any-return]
+        return self._finish(state)
 
 
 def unigram_scores(lm: LexiconLm) -> list[float]:
     """Each lexicon word's LM score at the start of a sentence (index = word id): the trie's scores."""
     kenlm = lm.kenlm
-    start = kenlm.start(False)  # type: ignore[attr-defined]
-    return [float(kenlm.score(start, i)[1]) for i in range(len(lm.words))]  # type: ignore[attr-defined]
+    start = kenlm.start(False)
+    return [float(kenlm.score(start, i)[1]) for i in range(len(lm.words))]
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,14 @@ class FlashlightDecoder(Protocol):
     def prune(self, look_back: int) -> None: ...
 
 
+class FlashlightLm(Protocol):
+    """The calls ambient makes on a flashlight ``LM`` (KenLM, or a biasing LM over it); states are opaque."""
+
+    def start(self, start_with_nothing: bool) -> object: ...
+    def score(self, state: object, token_index: int) -> tuple[object, float]: ...
+    def finish(self, state: object) -> tuple[object, float]: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class LmOptions:
     """Beam-search settings (flashlight ``LexiconDecoderOptions``)."""
@@ -244,11 +252,11 @@ class LexiconLm:
         return self if o.final_beam_size == o.beam_size else self.with_options(replace(o, beam_size=o.final_beam_size))
 
     @property
-    def kenlm(self) -> object:
+    def kenlm(self) -> FlashlightLm:
         """The loaded n-gram model (flashlight ``KenLM``; word ids are indices into :attr:`words`)."""
         return self._lm
 
-    def with_search(self, *, lm: object, trie: object, words: list[str]) -> LexiconLm:
+    def with_search(self, *, lm: FlashlightLm, trie: object, words: list[str]) -> LexiconLm:
         """The same settings over another flashlight LM and trie whose word ids index ``words`` (phrase
         biasing, :mod:`ambient.model.bias`: a boosting LM and a trie with added words)."""
         other = copy.copy(self)
