@@ -1,4 +1,4 @@
-"""The event-socket wire protocol: one frozen dataclass per message, one JSON object per line.
+"""The event-socket wire protocol: one frozen pydantic model per message, one JSON object per line.
 
 Every message is a JSON object on one line (UTF-8, ``\\n``-terminated) whose ``type`` field names
 the message. ``to_json()`` gives the line without its newline; ``parse_client_message`` and
