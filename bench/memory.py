@@ -1,12 +1,16 @@
-"""Resident memory of the daemon: after loading the model (fp32 and int8), and after a simulated
-stretch of use fed as fast as it can take it; stored vs virtual parameters and file sizes.
+"""Resident memory of the daemon: after loading the model (onnx and torch backends, fp32 and int8,
+with and without the word LM), and after a simulated stretch of use fed as fast as it can take it;
+stored vs virtual parameters and file sizes.
 
 Usage: python bench/memory.py [--model PATH | --random-config NAME] [--hours 0.05]
-                              [--variants fp32,int8,int8-at-load] [--json OUT]
+                              [--variants onnx,onnx-int8,fp32,int8,int8-at-load] [--lm auto,off] [--json OUT]
 
-Variants: ``fp32`` (the model file), ``int8`` (the int8 file: ``model-int8.pt`` beside a shipped
-model, else written by this script), ``int8-at-load`` (the fp32 file with ``model.int8: true``).
-Each runs as its own daemon with ``audio.source: stdin``:
+Variants: ``onnx`` / ``onnx-int8`` (``recognizer.backend: onnx`` on ``model.onnx`` /
+``model-int8.onnx``, exported into the work folder when the model has none), ``fp32`` (the torch
+checkpoint), ``int8`` (the torch int8 file: ``model-int8.pt`` beside a shipped model, else written by
+this script), ``int8-at-load`` (the fp32 checkpoint with ``model.int8: true``). ``--lm`` runs each
+variant with every listed ``recognizer.lm`` setting. Each runs as its own daemon with
+``audio.source: stdin``:
 
 1. After ``READY`` and a settling pause: RSS, USS (memory only this process holds) and PSS.
 2. Then ``--hours`` of audio is generated at run time and piped in as fast as the daemon reads it:
@@ -52,7 +56,7 @@ from ambient.devtools.client import EventRecorder
 from ambient.devtools.daemon import DaemonProcess, daemon_config
 from ambient.devtools.waiting import wait_until
 
-VARIANTS: tuple[str, ...] = ("fp32", "int8", "int8-at-load")
+VARIANTS: tuple[str, ...] = ("onnx", "onnx-int8", "fp32", "int8", "int8-at-load")
 MB = 1024 * 1024
 
 
@@ -119,19 +123,21 @@ def _wait_idle(pid: int, *, timeout: float) -> None:
 
 
 def run_variant(
-    args: argparse.Namespace, workdir: Path, variant: str, path: Path, clips: list[np.ndarray]
+    args: argparse.Namespace, workdir: Path, variant: str, path: Path, clips: list[np.ndarray], lm: str
 ) -> dict[str, Any]:
     """One daemon: memory after load, then after ``--hours`` of audio."""
+    onnx = variant.startswith("onnx")
     cfg = daemon_config(
         workdir,
         path,
         audio={"source": "stdin", "block_ms": args.block_ms},
-        model={"int8": variant == "int8-at-load"},
+        model={"int8": variant in ("int8-at-load", "onnx-int8")},
+        recognizer={"backend": "onnx" if onnx else "torch", "lm": lm},
         event_log={"fsync": "never"},
     )
     daemon = DaemonProcess(workdir=workdir, config=cfg, stdin_pipe=True)
     rec: EventRecorder | None = None
-    row: dict[str, Any] = {"variant": variant, "model_file": str(path)}
+    row: dict[str, Any] = {"variant": variant, "lm": lm, "model_file": str(path)}
     try:
         daemon.wait_ready()
         rec = EventRecorder(daemon.socket_path)
@@ -183,7 +189,8 @@ def run_variant(
             rec.close()
         daemon.close()
     print(
-        f"  {variant:13} RSS {row['load_rss_mb']:6.1f} MB after load, {row.get('use_rss_mb', float('nan')):6.1f} MB "
+        f"  {variant:13} lm={lm:4} RSS {row['load_rss_mb']:6.1f} MB after load, "
+        f"{row.get('use_rss_mb', float('nan')):6.1f} MB "
         f"after {row.get('audio_h', 0):.2f} h of audio ({row.get('finals', 0)} finals)",
         flush=True,
     )
@@ -192,6 +199,7 @@ def run_variant(
 
 COLUMNS = (
     Column("variant", "variant"),
+    Column("LM", "lm"),
     Column("file MB", lambda r: r["info"]["file_size"] / MB, ".2f"),
     Column("stored", lambda r: r["info"]["stored_params"], ","),
     Column("virtual", lambda r: r["info"]["virtual_params"], ","),
@@ -210,7 +218,10 @@ COLUMNS = (
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="Memory in MiB.")
     add_model_args(ap)
-    ap.add_argument("--variants", default="fp32,int8", help=f"comma-separated from {', '.join(VARIANTS)}")
+    ap.add_argument(
+        "--variants", default="onnx,onnx-int8,fp32,int8", help=f"comma-separated from {', '.join(VARIANTS)}"
+    )
+    ap.add_argument("--lm", default="auto", help="recognizer.lm settings to run each variant with (e.g. auto,off)")
     ap.add_argument("--hours", type=float, default=0.05, help="simulated audio per variant (full run: 1)")
     ap.add_argument("--samples", type=int, default=20, help="RSS samples along the simulated audio")
     block_ms = AudioConfig().block_ms
@@ -228,15 +239,28 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="amb-mem-", dir="/tmp"))
     try:
         model = resolve_model(args.model, args.random_config, workdir, need_int8="int8" in variants)
+        onnx_file = model.path.with_name(model.path.stem + ".onnx")
+        if any(v.startswith("onnx") for v in variants) and not onnx_file.exists():
+            if not model.random:
+                ap.error(
+                    f"no {onnx_file.name} beside {model.path}: ambient model export {model.path} --onnx {onnx_file}"
+                )
+            from ambient.model.export.onnx_graph import export_onnx
+
+            export_onnx(model.path, onnx_file)  # the random checkpoint's folder is the work folder
         clips = [synthesize(s, engine=e, workdir=workdir) for s in SENTENCES for e in args.engines.split(",")]
         rows = []
         infos: dict[str, dict[str, Any]] = {}
-        for variant in variants:
+        for variant, lm in [(v, lm) for v in variants for lm in args.lm.split(",") if lm]:
             path = model.int8_path if variant == "int8" else model.path
             assert path is not None
             if str(path) not in infos:
                 infos[str(path)] = model_info(path)
-            row = run_variant(args, workdir, variant, path, clips)
+            row = run_variant(args, workdir, variant, path, clips, lm)
+            if variant.startswith("onnx"):  # the file the onnx backend loaded, beside the checkpoint
+                loaded = onnx_file if variant == "onnx" else onnx_file.with_name(onnx_file.stem + "-int8.onnx")
+                infos[str(loaded)] = {"file_size": loaded.stat().st_size}
+                path = loaded
             # Parameter counts from the fp32 file: in an int8 file the quantized linear weights are
             # packed buffers, not parameters, so its own counts leave them out.
             if str(model.path) not in infos:

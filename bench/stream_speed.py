@@ -1,11 +1,15 @@
-"""Streaming speed: RTF and per-chunk latency on 1 thread, features included, fp32 and int8.
+"""Streaming speed: RTF and per-chunk latency on 1 thread, features included, fp32 and int8, on the
+onnx backend (onnxruntime, numpy front end) and the torch backend.
 
-Usage: python bench/stream_speed.py [--model PATH | --config NAME] [--seconds 60] [--repeats 3] [--json OUT]
+Usage: python bench/stream_speed.py [--model PATH | --config NAME] [--seconds 60] [--repeats 3]
+                                    [--backends onnx,torch] [--json OUT]
 
 Without --model it builds the reference configurations below with random weights (speed does
 not depend on the weights). Audio is fed in 10 ms blocks as the daemon does; latency is the wall time
 of each accept() call that completed an encoder chunk (features + encoder + CTC decoding).
-Figures are medians over --repeats runs, measured side by side in the same process.
+Figures are medians over --repeats runs, measured side by side in the same process. The onnx
+variants are exported from the same weights into a temporary folder (``onnx-int8``: onnxruntime's
+dynamic quantization of every MatMul weight; torch ``int8``: ``quantize_dynamic`` on every Linear).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,10 @@ import torch
 from ambient.model.asr import AsrModel
 from ambient.model.checkpoint import load_model, quantize_int8
 from ambient.model.dims import ModelDims, SharingConfig
+from ambient.model.export.onnx_graph import build_onnx, quantize_onnx_int8
 from ambient.model.info import stored_params, virtual_params
+from ambient.runtime.onnx_model import load_onnx_model
+from ambient.stream.acoustic import AcousticModel
 from ambient.stream.recognizer import StreamingRecognizer
 
 CONFIGS: dict[str, ModelDims] = {
@@ -67,7 +75,18 @@ def _audio(seconds: float) -> np.ndarray:
     return (w * 32767 * 0.5).astype(np.int16)
 
 
-def run_once(model: AsrModel, audio: np.ndarray, chunk_ms: int) -> dict[str, float]:
+def onnx_variants(model: AsrModel, folder: Path) -> dict[str, AcousticModel]:
+    """The model exported (fp32) and quantized (int8) into ``folder``, loaded on 1 thread."""
+    fp32, int8 = folder / "model.onnx", folder / "model-int8.onnx"
+    fp32.write_bytes(build_onnx(model).SerializeToString())
+    quantize_onnx_int8(fp32, int8)
+    return {
+        "fp32": load_onnx_model(fp32, threads=1, verify=False),
+        "int8": load_onnx_model(int8, threads=1, verify=False),
+    }
+
+
+def run_once(model: AsrModel | AcousticModel, audio: np.ndarray, chunk_ms: int) -> dict[str, float]:
     rec = StreamingRecognizer(model, chunk_ms=chunk_ms)
     block = 160
     lat: list[float] = []
@@ -101,8 +120,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chunks", default="320,640")
+    ap.add_argument("--backends", default="onnx,torch", help="comma-separated: onnx, torch")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
     torch.set_num_threads(1)
     models: dict[str, AsrModel] = {}
     if args.model:
@@ -113,10 +134,17 @@ def main() -> None:
             models[name] = AsrModel(dims=CONFIGS[name]).eval()
     audio = _audio(args.seconds)
     rows: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="amb-speed-"))
     for name, fp32 in models.items():
-        variants = {"fp32": fp32, "int8": quantize_int8(fp32).eval()}
+        variants: dict[tuple[str, str], AsrModel | AcousticModel] = {}
+        if "onnx" in backends:
+            folder = tmp / name
+            folder.mkdir()
+            variants |= {("onnx", prec): m for prec, m in onnx_variants(fp32, folder).items()}
+        if "torch" in backends:
+            variants |= {("torch", "fp32"): fp32, ("torch", "int8"): quantize_int8(fp32).eval()}
         for chunk in [int(c) for c in args.chunks.split(",")]:
-            for prec, m in variants.items():
+            for (backend, prec), m in variants.items():
                 runs = [run_once(m, audio, chunk) for _ in range(args.repeats)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                 rows.append(
@@ -126,18 +154,19 @@ def main() -> None:
                         "virtual_params": virtual_params(fp32),
                         "layers": fp32.dims.n_layers,
                         "chunk_ms": chunk,
+                        "backend": backend,
                         "precision": prec,
                         **med,
                     }
                 )
     machine = platform.processor() or platform.machine()
     print(f"machine: {machine}, {torch.get_num_threads()} thread, torch {torch.__version__}")
-    head = ("model", "stored", "virtual", "L", "chunk", "prec", "RTF", "p50 ms", "p95 ms", "max ms")
-    print("{:22} {:>9} {:>10} {:>3} {:>6} {:>5} {:>7} {:>7} {:>7} {:>7}".format(*head))
+    head = ("model", "stored", "virtual", "L", "chunk", "backend", "prec", "RTF", "p50 ms", "p95 ms", "max ms")
+    print("{:22} {:>9} {:>10} {:>3} {:>6} {:>7} {:>5} {:>7} {:>7} {:>7} {:>7}".format(*head))
     for r in rows:
         print(
             f"{r['model']:22} {r['stored_params']:>9,} {r['virtual_params']:>10,} {r['layers']:>3} "
-            f"{r['chunk_ms']:>6} {r['precision']:>5} {r['rtf']:>7.4f} {r['lat_p50_ms']:>7.1f} "
+            f"{r['chunk_ms']:>6} {r['backend']:>7} {r['precision']:>5} {r['rtf']:>7.4f} {r['lat_p50_ms']:>7.1f} "
             f"{r['lat_p95_ms']:>7.1f} {r['lat_max_ms']:>7.1f}"
         )
     if args.json:

@@ -95,7 +95,9 @@ def _frames_to_fbank(frames: np.ndarray) -> np.ndarray:
     frames = frames - frames.mean(axis=-1, keepdims=True)  # per-frame DC removal
     spec = np.fft.rfft(frames * _window(), n=N_FFT)  # (T, 257)
     power = (spec.real * spec.real + spec.imag * spec.imag).astype(np.float32)
-    mel = power @ mel_filterbank_np()  # (T, F)
+    # einsum, not ``@``: numpy's BLAS would run this small product on all cores, and beside
+    # onnxruntime in the daemon its threads contend for them (20x slower on two busy cores).
+    mel = np.einsum("tf,fm->tm", power, mel_filterbank_np())  # (T, F)
     return np.log(np.maximum(mel, np.float32(LOG_FLOOR)))
 
 

@@ -76,4 +76,8 @@ def build_recognizer(cfg: Config) -> StreamingRecognizer:
     rc = cfg.recognizer
     model = load_acoustic_model(cfg.model.path, backend=rc.backend, int8=cfg.model.int8, threads=cfg.model.threads)
     lm = lm_for(rc, model_path=cfg.model.path, tokenizer=model.tokenizer)
+    if model.backend == "onnx":
+        from ambient.runtime.onnx_model import release_memory
+
+        release_memory()  # what building the LM's trie and word lists freed (~15 MB)
     return StreamingRecognizer(model, chunk_ms=rc.chunk_ms, lm=lm, final_pass=rc.final_pass)
