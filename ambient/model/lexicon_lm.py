@@ -273,6 +273,15 @@ class LexiconLm:
         return decoder
 
 
+@dataclass(frozen=True)
+class _Letters:
+    """Letters spelled since the last word separator: first and last frame, posteriors of each letter."""
+
+    first: int
+    last: int
+    probs: tuple[float, ...]
+
+
 class LmCollapser:
     """Incremental lexicon + LM decoding of one utterance (the interface of ``GreedyCollapser``).
 
@@ -292,6 +301,9 @@ class LmCollapser:
         self._base = 0  # frame index of self._lp[0]
         self._t = 0
         self._committed: list[WordTiming] = []
+        #: Letters the committed part ended with, their word not yet complete: (first frame, last
+        #: frame, posteriors), frames counted from the utterance start. Every later result continues them.
+        self._open: _Letters | None = None
         self._last_text = ""
         self._ended = False
 
@@ -336,46 +348,53 @@ class LmCollapser:
         if n <= 0:
             return
         # The result ends at the last word completed before the cut; prune() drops the same frames.
-        self._committed.extend(self._words(res, frames=n))
+        self._committed.extend(self._words(res, frames=n, commit=True))
         self._dec.prune(look_back)
         self._lp = self._lp[n:]
         self._base += n
 
-    def _words(self, res: DecodeResult, *, frames: int) -> list[WordTiming]:
-        """Words of a flashlight result covering ``frames`` frames from ``self._base``."""
+    def _words(self, res: DecodeResult, *, frames: int, commit: bool = False) -> list[WordTiming]:
+        """Words of a flashlight result covering ``frames`` frames from ``self._base``.
+
+        The search emits a word at the frame of the separator that ends its spelling, so each word
+        takes the letters spelled before that separator (back into the committed part when its
+        spelling began there): a word is paired with its own letters by position, never by counting,
+        so no word can get another's times. Letters a separator ends without a word (a spelling the
+        search left unfinished) are no word. A word whose letters are out of view (the search kept
+        a path other than the committed one) is timed at its separator, with confidence 0.
+        ``commit``: ``res`` is the part being committed; the letters it ends with are kept for the
+        results after it."""
         tokens = list(res.tokens)[1 : frames + 1]
-        word_ids = [w for w in res.words if w >= 0]
+        word_at = list(res.words)[1 : frames + 1]
         lp = self._lp
-        spans: list[tuple[int, int, float]] = []  # (first frame, last frame, mean posterior)
-        start = -1
-        probs: list[float] = []
+        out: list[WordTiming] = []
+        letters = self._open  # spelled since the last separator, in frames from the utterance start
         prev = self.lm.blank
-        end = -1
         for i, tok in enumerate(tokens):
             if tok == self.lm.sil:
-                if start >= 0:
-                    spans.append((start, end, float(np.mean(probs))))
-                    start, probs = -1, []
+                if word_at[i] >= 0:
+                    here = _Letters(first=self._base + i, last=self._base + i, probs=(0.0,))
+                    out.append(self._timing(word_at[i], letters or here))
+                letters = None
             elif tok != self.lm.blank:
-                if start < 0:
-                    start = i
+                first = self._base + i if letters is None else letters.first
+                probs = () if letters is None else letters.probs
                 if tok != prev and i < len(lp):
-                    probs.append(float(math.exp(lp[i, tok])))
-                end = i
+                    probs = (*probs, float(math.exp(lp[i, tok])))
+                letters = _Letters(first=first, last=self._base + i, probs=probs)
             prev = tok
-        out: list[WordTiming] = []
-        if len(word_ids) != len(spans):  # each word's spelling ends with a separator: one span per word
-            raise RuntimeError(f"LM search result has {len(word_ids)} words but {len(spans)} spelled spans")
-        for w, (s, e, p) in zip(word_ids, spans, strict=True):
-            out.append(
-                WordTiming(
-                    word=self.lm.words[w],
-                    start=round(self.time_offset_s + (self._base + s) * self.frame_shift_s, 3),
-                    end=round(self.time_offset_s + (self._base + e + 1) * self.frame_shift_s, 3),
-                    confidence=round(p, 4),
-                )
-            )
+        if commit:
+            self._open = letters
         return out
+
+    def _timing(self, word_id: int, letters: _Letters) -> WordTiming:
+        """Word ``word_id`` spelled by ``letters``: from its first letter's frame to one past its last."""
+        return WordTiming(
+            word=self.lm.words[word_id],
+            start=round(self.time_offset_s + letters.first * self.frame_shift_s, 3),
+            end=round(self.time_offset_s + (letters.last + 1) * self.frame_shift_s, 3),
+            confidence=round(float(np.mean(letters.probs)) if letters.probs else 0.0, 4),
+        )
 
     def _best(self) -> list[WordTiming]:
         """The best path's words, then the frames after its last complete word decoded greedily.
