@@ -637,7 +637,8 @@ _MARKDOWN_INTRO: tuple[str, ...] = (
     "  is reopened when it changed), `event_log` and `recognizer.partials` change at once and clients",
     "  stay connected; `model`, `socket` and `recognizer.chunk_ms` need a restart (the daemon logs",
     "  which keys wait for one). A file that does not validate is refused and the running",
-    "  configuration kept (status event `reload_failed`).",
+    "  configuration kept (status event `reload_failed`). `recognizer.phrases` (and the file it names)",
+    "  is re-read at every reload, by the daemon and by `ambient wyoming` alike.",
     "",
 )
 

@@ -4,7 +4,8 @@ Applied live: ``logging``, ``vad``, ``recognizer.partials``, ``audio`` (the inpu
 when its device or format changed), ``event_log`` (the log is reopened with the new policy).
 Need a restart: ``model`` (the model is loaded once and kept resident), ``recognizer.chunk_ms``,
 the final pass (``final_pass``, ``final_pass_silence_ms``), the language-model settings (``lm``,
-``lm_weight``, ``word_score``, ``blank_penalty``, ``beam_size``, ``final_beam_size``),
+``lm_weight``, ``word_score``, ``blank_penalty``, ``beam_size``, ``final_beam_size``, ``phrase_boost``;
+the phrase list itself, ``phrases``, is re-read and applied by the daemon at every reload),
 and ``socket`` (clients stay connected across a reload). Settings that need a restart keep their
 running values until then.
 """
@@ -32,6 +33,7 @@ _RESTART_RECOGNIZER_KEYS = (
     "blank_penalty",
     "beam_size",
     "final_beam_size",
+    "phrase_boost",
 )
 
 

@@ -16,12 +16,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ambient.errors import ConfigError
 from ambient.model.lexicon_lm import LexiconLm
 from ambient.text.normalize import normalize_text
 
-__all__ = ["MAX_PHRASES", "MAX_PHRASE_CHARS", "PhraseBias", "load_phrases", "phrase_words"]
+if TYPE_CHECKING:
+    from ambient.stream.recognizer import StreamingRecognizer
+
+__all__ = ["MAX_PHRASES", "MAX_PHRASE_CHARS", "PhraseBias", "RecognizerPhrases", "load_phrases", "phrase_words"]
 
 #: Most phrases one list (file, config or request) may hold: a bound on the trie a list can grow.
 MAX_PHRASES = 5000
@@ -108,3 +112,31 @@ class PhraseBias:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             return biased
+
+
+class RecognizerPhrases:
+    """The configured phrase list (``recognizer.phrases``) of a long-lived recognizer: the daemon's
+    and the Wyoming server's. :meth:`apply` installs a list (from the next utterance on), and a
+    reload calls it again with the list it re-read; an unchanged list costs nothing.
+
+    Args:
+        recognizer: the recognizer whose LM is swapped (it keeps its unbiased LM in ``bias.base``).
+        boost: ``recognizer.phrase_boost``.
+    """
+
+    def __init__(self, recognizer: StreamingRecognizer, *, boost: float) -> None:
+        self._recognizer = recognizer
+        lm = getattr(recognizer, "lm", None)
+        #: None without a word LM (``recognizer.lm: off``): phrases cannot apply.
+        self.bias = None if lm is None else PhraseBias(lm, boost=boost)
+        self.phrases: tuple[str, ...] = ()
+
+    def apply(self, phrases: Sequence[str]) -> bool:
+        """Search with ``phrases`` from the next utterance on; returns whether anything changed.
+        Builds a biased LM (a fraction of a second): call it off the event loop."""
+        phrases = tuple(phrases)
+        if phrases == self.phrases or self.bias is None:
+            return False
+        self._recognizer.use_lm(self.bias.lm_for(phrases))
+        self.phrases = phrases
+        return True

@@ -36,13 +36,14 @@ from ambient.config import Config, WyomingConfig, load_config
 from ambient.daemon.notify import Notifier
 from ambient.errors import AmbientError, ConfigError
 from ambient.model.lexicon_lm import LexiconLm
-from ambient.stream.phrases import PhraseBias, load_phrases
+from ambient.stream.phrases import RecognizerPhrases, load_phrases
 from ambient.stream.recognizer import StreamingRecognizer
 from ambient.wyoming.handler import Connection
 
 __all__ = ["Listener", "WyomingServer", "build_info", "parse_uri"]
 
-_ATTRIBUTION = Attribution(name="ambient", url="https://github.com/ambient-asr/ambient")
+#: No public home page yet: an empty URL rather than a made-up one.
+_ATTRIBUTION = Attribution(name="ambient", url="")
 _LISTEN_BACKLOG = 64
 
 
@@ -136,8 +137,7 @@ class WyomingServer:
         self.info_event: Event = build_info(model_name).event()
         self._notifier = notifier or Notifier.from_env()
         self._log: FilteringBoundLogger = logger or structlog.get_logger("ambient.wyoming")
-        self._bias = None if recognizer.lm is None else PhraseBias(recognizer.lm, boost=cfg.recognizer.phrase_boost)
-        self._base_phrases: tuple[str, ...] = ()
+        self._phrases = RecognizerPhrases(recognizer, boost=cfg.recognizer.phrase_boost)
         self._servers: list[asyncio.Server] = []
         self._own_sockets: list[tuple[Path, int, int]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,19 +147,16 @@ class WyomingServer:
 
     async def set_phrases(self, phrases: Sequence[str]) -> None:
         """Use ``phrases`` (the configuration's list) for requests from now on."""
-        if self._bias is None:
-            if phrases:
-                self._log.warning("recognizer.phrases needs the language model (recognizer.lm); ignored")
-            return
-        lm = await asyncio.to_thread(self._bias.lm_for, phrases)
-        self._base_phrases = tuple(phrases)
-        self._proto.use_lm(lm)
+        if self._phrases.bias is None and phrases:
+            self._log.warning("recognizer.phrases needs the language model (recognizer.lm); ignored")
+        await asyncio.to_thread(self._phrases.apply, phrases)
 
     async def lm_for(self, extra: Sequence[str]) -> LexiconLm | None:
         """The LM of a request: the configuration's phrases plus the request's own."""
-        if self._bias is None or not extra:
+        bias = self._phrases.bias
+        if bias is None or not extra:
             return self._proto.lm
-        return await asyncio.to_thread(self._bias.lm_for, (*self._base_phrases, *extra))
+        return await asyncio.to_thread(bias.lm_for, (*self._phrases.phrases, *extra))
 
     def new_recognizer(self, lm: LexiconLm | None) -> StreamingRecognizer:
         """Fresh recognizer state over the shared model."""
@@ -180,7 +177,7 @@ class WyomingServer:
             loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self._reload()))
             where = [str(x) for x in self.bound()]
             self._notifier.ready(status=f"Serving Wyoming on {', '.join(where)}")
-            self._log.info("ready", listen=where, pid=os.getpid(), phrases=len(self._base_phrases))
+            self._log.info("ready", listen=where, pid=os.getpid(), phrases=len(self._phrases.phrases))
             await self._stop.wait()
             self._log.info("shutting down")
             self._notifier.stopping()
@@ -294,8 +291,7 @@ class WyomingServer:
         except ConfigError as e:
             self._log.error("reload failed; keeping the running configuration", error=str(e))
         else:
-            if phrases != self._base_phrases:
-                await self.set_phrases(phrases)
+            await self.set_phrases(phrases)
             changed = [
                 f"{s}.{k}"
                 for s in ("model", "recognizer", "wyoming")
@@ -304,5 +300,5 @@ class WyomingServer:
             ]
             if changed:
                 self._log.warning("changed settings take effect after a restart", keys=changed)
-            self._log.info("configuration reloaded", phrases=len(self._base_phrases))
-        self._notifier.ready(status=f"Serving Wyoming; {len(self._base_phrases)} phrases")
+            self._log.info("configuration reloaded", phrases=len(self._phrases.phrases))
+        self._notifier.ready(status=f"Serving Wyoming; {len(self._phrases.phrases)} phrases")

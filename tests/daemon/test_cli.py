@@ -112,7 +112,7 @@ def test_config_check_and_show(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert shown["vad"]["aggressiveness"] == 2  # a default
     assert shown["logging"]["level"] == "debug"  # from the environment
     assert shown["socket"]["mode"] == "0660"
-    assert set(shown) == {"audio", "vad", "model", "recognizer", "socket", "event_log", "logging"}
+    assert set(shown) == {"audio", "vad", "model", "recognizer", "socket", "event_log", "logging", "wyoming"}
 
 
 def test_config_reference_and_docs_are_current() -> None:

@@ -67,3 +67,24 @@ def test_phrase_lists_from_yaml_or_a_file(tmp_path: Path) -> None:
         load_phrases(tmp_path / "missing.txt")
     with pytest.raises(ConfigError, match="longer than"):
         load_phrases(["x" * 300])
+
+
+def test_recognizer_phrases_swap_the_lm_only_when_the_list_changes(lm: LexiconLm) -> None:
+    from ambient.stream.phrases import RecognizerPhrases
+
+    class Rec:
+        def __init__(self) -> None:
+            self.lm: LexiconLm | None = lm
+            self.swaps = 0
+
+        def use_lm(self, new: LexiconLm) -> None:
+            self.lm, self.swaps = new, self.swaps + 1
+
+    rec = Rec()
+    phrases = RecognizerPhrases(rec, boost=2.0)  # type: ignore[arg-type]
+    assert phrases.apply(["zorblax"]) and rec.lm is not lm and "zorblax" in rec.lm.words  # type: ignore[union-attr]
+    assert not phrases.apply(["zorblax"]) and rec.swaps == 1
+    assert phrases.apply([]) and rec.lm is lm  # an emptied list restores the unbiased LM
+    greedy = Rec()
+    greedy.lm = None
+    assert not RecognizerPhrases(greedy, boost=2.0).apply(["zorblax"])  # type: ignore[arg-type]

@@ -47,11 +47,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """One server listening on TCP and on a Unix socket; ``{"tcp": uri, "unix": uri}``."""
+    """One server listening on TCP and on a Unix socket: ``tcp``, ``unix`` (URIs), ``pid``, ``phrases``
+    (its phrase-list file, empty), ``log``."""
     d = tmp_path_factory.mktemp("wyoming")
     cfg = d / "config.yaml"
+    phrases = d / "phrases.txt"
+    phrases.write_text("# none yet\n", encoding="utf-8")
     cfg.write_text(
         "logging: {format: json, level: info}\n"
+        f"recognizer: {{phrases: {phrases}}}\n"
         "wyoming: {write_timeout_s: 2, idle_timeout_s: 20, max_payload_bytes: 65536}\n",
         encoding="utf-8",
     )
@@ -70,7 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"server did not start:\n{(d / 'server.log').read_text()[-3000:]}")
             time.sleep(0.2)
-        yield uris
+        yield {**uris, "pid": str(proc.pid), "phrases": str(phrases), "log": str(d / "server.log")}
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
@@ -202,6 +206,29 @@ def test_request_context_phrases_bias_the_search(server: dict[str, str], synth: 
     biased = _text(asyncio.run(_transcribe(server["tcp"], wav, context={"phrases": ["Zorblax lamp"]}))[1])
     assert "zorblax" not in plain
     assert "zorblax" in biased
+
+
+def test_sighup_rereads_the_phrase_list_file(server: dict[str, str], synth: Callable[..., Path]) -> None:
+    import signal
+
+    wav = synth("turn on the zorblax lamp")
+    log = Path(server["log"])
+
+    def reload(text: str) -> None:
+        before = log.read_text().count("configuration reloaded")
+        Path(server["phrases"]).write_text(text, encoding="utf-8")
+        os.kill(int(server["pid"]), signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while log.read_text().count("configuration reloaded") == before:
+            assert time.monotonic() < deadline, "no reload logged"
+            time.sleep(0.1)
+
+    try:
+        reload("Zorblax lamp\n")
+        assert "zorblax" in _text(asyncio.run(_transcribe(server["tcp"], wav))[1])
+    finally:
+        reload("# none\n")
+    assert "zorblax" not in _text(asyncio.run(_transcribe(server["tcp"], wav))[1])
 
 
 async def _raw(uri: str, data: bytes, *, read: bool = True) -> bytes:
