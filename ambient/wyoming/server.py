@@ -4,7 +4,8 @@ One process, one resident model: every connection gets its own recognizer state
 (:meth:`~ambient.stream.recognizer.StreamingRecognizer.fork`) over the model and LM that
 :func:`ambient.daemon.service.load_recognizer` loaded, the same construction the daemon uses.
 Listeners are ``tcp://HOST:PORT`` (loopback unless ``wyoming.allow_lan``) and ``unix://PATH``
-(a stale socket is removed, a live one or another file refused; ours is removed on exit).
+(handled like the event socket, :class:`~ambient.publish.socket_file.SocketFile`: a stale socket
+is removed, a live one or another file refused, ours removed on exit).
 
 Signals: ``SIGHUP`` re-reads the configuration's phrase list (and its file) and rebuilds the
 biased LM in a worker thread; requests started afterwards use it. Other changed keys are logged
@@ -19,7 +20,6 @@ import ipaddress
 import os
 import signal
 import socket
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +32,11 @@ from wyoming.event import Event, async_write_event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from ambient import __version__
-from ambient.config import Config, WyomingConfig, load_config
+from ambient.config import Config, SocketConfig, WyomingConfig, load_config
 from ambient.daemon.notify import Notifier
 from ambient.errors import AmbientError, ConfigError
 from ambient.model.lexicon_lm import LexiconLm
+from ambient.publish.socket_file import SocketFile
 from ambient.stream.phrases import RecognizerPhrases, load_phrases
 from ambient.stream.recognizer import StreamingRecognizer
 from ambient.wyoming.handler import Connection
@@ -139,7 +140,7 @@ class WyomingServer:
         self._log: FilteringBoundLogger = logger or structlog.get_logger("ambient.wyoming")
         self._phrases = RecognizerPhrases(recognizer, boost=cfg.recognizer.phrase_boost)
         self._servers: list[asyncio.Server] = []
-        self._own_sockets: list[tuple[Path, int, int]] = []
+        self._socket_files: list[SocketFile] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
 
@@ -207,13 +208,10 @@ class WyomingServer:
             t.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
-        for path, dev, ino in self._own_sockets:
-            with contextlib.suppress(OSError):
-                st = os.lstat(path)
-                if (st.st_dev, st.st_ino) == (dev, ino):
-                    os.unlink(path)
+        for file in self._socket_files:
+            file.remove()
         self._servers.clear()
-        self._own_sockets.clear()
+        self._socket_files.clear()
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
@@ -231,35 +229,13 @@ class WyomingServer:
                 raise AmbientError(f"cannot listen on {listener}: {e.strerror or e}") from None
         else:
             assert listener.path is not None
-            path = listener.path
-            self._remove_stale(path)
-            try:
-                server = await asyncio.start_unix_server(self._accept, path, limit=limit, backlog=_LISTEN_BACKLOG)
-                os.chmod(path, self.settings.unix_mode)
-            except OSError as e:
-                raise AmbientError(f"cannot listen on {listener}: {e.strerror or e}") from None
-            st = os.lstat(path)
-            self._own_sockets.append((path, st.st_dev, st.st_ino))
+            # The event socket's file handling: lock, stale socket removed, live one refused, mode
+            # set before anyone can connect, and only our own socket removed at exit.
+            file = SocketFile(SocketConfig(path=listener.path, mode=self.settings.unix_mode), logger=self._log)
+            sock = file.bind()
+            self._socket_files.append(file)
+            server = await asyncio.start_unix_server(self._accept, sock=sock, limit=limit)
         self._servers.append(server)
-
-    def _remove_stale(self, path: Path) -> None:
-        """Remove a socket nobody answers on; refuse a live one or a file that is not a socket."""
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(st.st_mode):
-            raise AmbientError(f"{path} exists and is not a socket; remove it or choose another unix:// path")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except (ConnectionRefusedError, FileNotFoundError):
-            os.unlink(path)
-            self._log.info("removed stale socket", path=str(path))
-            return
-        finally:
-            probe.close()
-        raise AmbientError(f"{path}: another server is listening there")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -20,6 +20,7 @@ from reliability_helpers import daemon_config, socket_tables
 
 from ambient.devtools.client import Client
 from ambient.devtools.daemon import DaemonProcess, write_config
+from ambient.devtools.units import read_unit
 from ambient.devtools.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -160,23 +161,8 @@ def test_the_daemon_opens_no_network_socket(
         daemon.close()
 
 
-def _unit(path: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return out
-
-
 def test_the_system_unit_enforces_no_network_and_private_files() -> None:
-    u = _unit(REPO / "systemd" / "ambient.service")
+    u = read_unit(REPO / "systemd" / "ambient.service")
     assert u["Service.PrivateNetwork"] == ["yes"]
     assert u["Service.RestrictAddressFamilies"] == ["AF_UNIX"]
     assert u["Service.IPAddressDeny"] == ["any"]
@@ -188,7 +174,7 @@ def test_the_system_unit_enforces_no_network_and_private_files() -> None:
 
 
 def test_the_user_unit_enforces_no_network_and_private_files() -> None:
-    u = _unit(REPO / "systemd" / "user" / "ambient.service")
+    u = read_unit(REPO / "systemd" / "user" / "ambient.service")
     assert u["Service.RestrictAddressFamilies"] == ["AF_UNIX"]
     assert u["Service.RuntimeDirectoryMode"] == ["0700"] and u["Service.UMask"] == ["0077"]
     assert u["Service.LimitCORE"] == ["0"]

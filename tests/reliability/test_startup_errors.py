@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ambient.devtools.units import read_unit
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 GUARD_S = 180
@@ -215,25 +217,9 @@ def test_the_real_process_exit_status_and_stderr(broken_models: dict[str, tuple[
 # --------------------------------------------------------------------------- systemd start limit
 
 
-def _unit(path: Path) -> dict[str, list[str]]:
-    """``Section.Key -> [values]`` of a systemd unit file (keys may repeat)."""
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return out
-
-
 @pytest.mark.parametrize("unit", ["systemd/ambient.service", "systemd/user/ambient.service"])
 def test_start_limit_and_restart_policy_match_the_documentation(unit: str) -> None:
-    u = _unit(REPO / unit)
+    u = read_unit(REPO / unit)
     interval = u["Unit.StartLimitIntervalSec"][-1]
     burst = u["Unit.StartLimitBurst"][-1]
     assert u["Service.Restart"] == ["on-failure"]

@@ -7,28 +7,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ambient.config import WyomingConfig
+from ambient.devtools.units import read_unit
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _unit(path: Path) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
-    return out
-
-
 def test_the_unit_allows_tcp_on_the_configured_port_and_loopback_peers_only() -> None:
-    u = _unit(REPO / "systemd" / "ambient-wyoming.service")
-    daemon = _unit(REPO / "systemd" / "ambient.service")
+    u = read_unit(REPO / "systemd" / "ambient-wyoming.service")
+    daemon = read_unit(REPO / "systemd" / "ambient.service")
     port = urlparse(WyomingConfig().uri[0]).port
     assert u["Service.IPAddressDeny"] == ["any"] and u["Service.IPAddressAllow"] == ["localhost"]
     assert u["Service.SocketBindDeny"] == ["any"] and u["Service.SocketBindAllow"] == [f"tcp:{port}"]
