@@ -25,3 +25,10 @@ def preflight(cfg: Config, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: 'audio.reopen_max_s' must not be smaller than 'audio.reopen_initial_s'")
     if cfg.vad.start_window_ms < cfg.vad.start_ms:
         raise ConfigError(f"{source}: 'vad.start_window_ms' must not be smaller than 'vad.start_ms'")
+    if cfg.recognizer.phrases is not None:
+        from ambient.stream.phrases import load_phrases
+
+        try:
+            load_phrases(cfg.recognizer.phrases)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: invalid value for 'recognizer.phrases': {e}") from None

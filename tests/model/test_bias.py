@@ -88,3 +88,18 @@ def test_recognizer_phrases_swap_the_lm_only_when_the_list_changes(lm: LexiconLm
     greedy = Rec()
     greedy.lm = None
     assert not RecognizerPhrases(greedy, boost=2.0).apply(["zorblax"])  # type: ignore[arg-type]
+
+
+def test_config_check_names_an_unreadable_phrase_list(tmp_path: Path) -> None:
+    from ambient.config import parse_config
+    from ambient.daemon.preflight import preflight
+    from ambient.errors import ConfigError
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"")
+    ok = tmp_path / "phrases.txt"
+    ok.write_text("Siobhan\n", encoding="utf-8")
+    preflight(parse_config({"model": {"path": str(model)}, "recognizer": {"phrases": str(ok)}}, env={}))
+    cfg = parse_config({"model": {"path": str(model)}, "recognizer": {"phrases": str(tmp_path / "no.txt")}}, env={})
+    with pytest.raises(ConfigError, match=r"c\.yaml: invalid value for 'recognizer\.phrases': .*cannot read"):
+        preflight(cfg, source="c.yaml")
