@@ -8,7 +8,8 @@ connection; the next event is read only when the previous one is handled, so a c
 faster than we recognize is slowed down by TCP itself and nothing queues without bound.
 
 Failures are per connection: a malformed or oversized event, an unsupported audio format or too
-much audio gets an ``error`` event (``text``, ``code``) and the connection is closed; a client
+much audio gets an ``error`` event (``text``, ``code``) and the connection is closed, and so does an
+internal failure (code ``internal``, logged with its traceback); a client
 that stops reading what we send is dropped after ``wyoming.write_timeout_s``.
 """
 
@@ -104,6 +105,10 @@ class Connection:
             self.writer.transport.abort()
         except ConnectionError as e:
             self.log.info("client connection lost", error=str(e))
+        except Exception:  # a bug or a failing recognizer: this request fails, the server goes on
+            self.log.exception("request failed; closing the connection")
+            with contextlib.suppress(_Dropped, ConnectionError):
+                await self.send(Error(text="internal error; see the server log", code="internal").event())
         finally:
             await self.close()
 

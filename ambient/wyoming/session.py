@@ -36,11 +36,11 @@ class PcmConverter:
     """Interleaved PCM bytes at ``rate`` Hz, ``width`` bytes, ``channels`` -> ``(n,)`` float32 at 16 kHz."""
 
     def __init__(self, *, rate: int, width: int, channels: int) -> None:
-        if not isinstance(rate, int) or not 1000 <= rate <= 384000:
+        if type(rate) is not int or not 1000 <= rate <= 384000:
             raise AudioFormatError(f"unsupported rate {rate!r} (1000 to 384000 Hz)")
-        if width not in _WIDTHS:
+        if type(width) is not int or width not in _WIDTHS:
             raise AudioFormatError(f"unsupported sample width {width!r} (1, 2 or 4 bytes)")
-        if not isinstance(channels, int) or not 1 <= channels <= 32:
+        if type(channels) is not int or not 1 <= channels <= 32:
             raise AudioFormatError(f"unsupported channel count {channels!r} (1 to 32)")
         self.rate, self.width, self.channels = rate, width, channels
         self._frame = width * channels

@@ -65,7 +65,13 @@ def test_pcm_of_any_rate_width_and_channels_becomes_16k_mono_float() -> None:
     assert len(out) == 1600 and abs(float(np.abs(out).max()) - 0.5) < 0.02
     u8 = PcmConverter(rate=16000, width=1, channels=1).convert(bytes([128, 255, 0]))
     assert np.allclose(u8, [0.0, 127 / 128, -1.0])
-    for bad in ({"rate": 0, "width": 2, "channels": 1}, {"rate": 16000, "width": 3, "channels": 1}):
+    for bad in (
+        {"rate": 0, "width": 2, "channels": 1},
+        {"rate": 16000, "width": 3, "channels": 1},
+        {"rate": 16000, "width": 2.0, "channels": 1},
+        {"rate": "16000", "width": 2, "channels": 1},
+        {"rate": 16000, "width": 2, "channels": True},
+    ):
         with pytest.raises(AudioFormatError):
             PcmConverter(**bad)  # type: ignore[arg-type]
 
