@@ -100,6 +100,14 @@ class CaptionPage:
         """The status line as shown now."""
         return str(self.driver.execute_script('return document.getElementById("status").textContent;'))
 
+    def partial(self) -> str:
+        """The partial as shown now ("" when none is shown)."""
+        return str(
+            self.driver.execute_script(
+                'const p = document.getElementById("partial"); return p.hidden ? "" : p.textContent;'
+            )
+        )
+
     def finals(self) -> list[tuple[str, str]]:
         """``(utterance_id, text)`` of every final in the page, in order."""
         rows = self.driver.execute_script(
