@@ -72,9 +72,10 @@ def browser_missing() -> str | None:
 
 
 class CaptionPage:
-    """The caption page at ``url`` in headless Chromium, with the recorder installed."""
+    """The caption page at ``url`` in headless Chromium, with the recorder installed; downloads (the
+    page's "Download .txt") go to ``downloads``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, downloads: Path | None = None) -> None:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -85,6 +86,10 @@ class CaptionPage:
             options.add_argument(flag)
         self.driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
         try:
+            if downloads is not None:  # headless Chromium saves downloads only where it is told to
+                self.driver.execute_cdp_cmd(
+                    "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+                )
             self.driver.get(url)
             self.driver.execute_script(_RECORDER)
         except BaseException:
@@ -115,6 +120,10 @@ class CaptionPage:
             'li.querySelector(".text").textContent]);'
         )
         return [(str(i), str(t)) for i, t in rows]
+
+    def run(self, script: str) -> Any:
+        """Run JavaScript in the page; returns what it returns."""
+        return self.driver.execute_script(script)
 
     def wait_for(self, what: str, cond: str, *, timeout: float = WAIT_S) -> None:
         """Poll the JavaScript expression ``cond`` until it is true; ``AssertionError`` with ``what``."""

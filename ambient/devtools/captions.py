@@ -1,13 +1,16 @@
 """``ambient captions`` as a subprocess, for tests and benchmarks: its page's address, its JSON log
-records and its ``/stats`` counters."""
+records and its ``/stats`` counters; and :class:`FakeDaemon`, a stand-in for the daemon's socket that
+pushes finals at whatever rate a test wants."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 
 from ambient.devtools.waiting import WAIT_S
 
-__all__ = ["CaptionsProcess"]
+__all__ = ["CaptionsProcess", "FakeDaemon"]
 
 
 class CaptionsProcess:
@@ -70,3 +73,73 @@ class CaptionsProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class FakeDaemon:
+    """A Unix socket that greets each client with ``hello`` and broadcasts what :meth:`final` is given."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._srv.bind(str(path))
+        self._srv.listen(8)
+        self._clients: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._seq = 0
+        threading.Thread(target=self._accept, name="fake-daemon", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._srv.accept()
+            except OSError:
+                return
+            hello = {
+                "type": "hello",
+                "protocol": 1,
+                "version": "test",
+                "model": "fake",
+                "sample_rate": 16000,
+                "time": time.time(),
+                "instance": "fake0",
+                "last_seq": self._seq,
+                "events": ["speech_start", "partial", "final", "status"],
+            }
+            conn.sendall(json.dumps(hello).encode() + b"\n")
+            with self._lock:
+                self._clients.append(conn)
+
+    def clients(self) -> int:
+        """Connections accepted so far."""
+        with self._lock:
+            return len(self._clients)
+
+    def final(self, text: str, *, start: float | None = None) -> None:
+        """Broadcast one ``final`` event (its speech began at ``start``, default a second ago)."""
+        with self._lock:
+            self._seq += 1
+            now = time.time()
+            begun = now - 1 if start is None else start
+            msg = {
+                "type": "final",
+                "seq": self._seq,
+                "utterance_id": f"u-{self._seq}",
+                "text": text,
+                "words": [],
+                "start": begun,
+                "end": now,
+                "offset_start": 0.0,
+                "offset_end": 1.0,
+                "confidence": 0.5,
+                "reason": "silence",
+            }
+            line = json.dumps(msg).encode() + b"\n"
+            for c in self._clients:
+                c.sendall(line)
+
+    def close(self) -> None:
+        """Stop accepting and drop every connection."""
+        self._srv.close()
+        with self._lock:
+            for c in self._clients:
+                c.close()

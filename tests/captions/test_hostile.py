@@ -6,87 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
-from ambient.devtools.captions import CaptionsProcess
-
-
-class FakeDaemon:
-    """A Unix socket that greets each client with ``hello`` and broadcasts what :meth:`final` is given."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._srv.bind(str(path))
-        self._srv.listen(8)
-        self._clients: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._seq = 0
-        threading.Thread(target=self._accept, name="fake-daemon", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._srv.accept()
-            except OSError:
-                return
-            hello = {
-                "type": "hello",
-                "protocol": 1,
-                "version": "test",
-                "model": "fake",
-                "sample_rate": 16000,
-                "time": time.time(),
-                "instance": "fake0",
-                "last_seq": self._seq,
-                "events": ["speech_start", "partial", "final", "status"],
-            }
-            conn.sendall(json.dumps(hello).encode() + b"\n")
-            with self._lock:
-                self._clients.append(conn)
-
-    def clients(self) -> int:
-        """Connections accepted so far."""
-        with self._lock:
-            return len(self._clients)
-
-    def final(self, text: str) -> None:
-        """Broadcast one ``final`` event."""
-        with self._lock:
-            self._seq += 1
-            now = time.time()
-            msg = {
-                "type": "final",
-                "seq": self._seq,
-                "utterance_id": f"u-{self._seq}",
-                "text": text,
-                "words": [],
-                "start": now - 1,
-                "end": now,
-                "offset_start": 0.0,
-                "offset_end": 1.0,
-                "confidence": 0.5,
-                "reason": "silence",
-            }
-            line = json.dumps(msg).encode() + b"\n"
-            for c in self._clients:
-                c.sendall(line)
-
-    def close(self) -> None:
-        """Stop accepting and drop every connection."""
-        self._srv.close()
-        with self._lock:
-            for c in self._clients:
-                c.close()
-
+from ambient.devtools.captions import CaptionsProcess, FakeDaemon
 
 #: Finals the stand-in daemon sends while one client stalls: 7.5 MB, more than the kernel's socket
 #: buffers (up to 4 MB on loopback), the server's write buffer and the stalled page's queue can hold.
