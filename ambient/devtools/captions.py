@@ -116,24 +116,21 @@ class FakeDaemon:
 
     def final(self, text: str, *, start: float | None = None) -> None:
         """Broadcast one ``final`` event (its speech began at ``start``, default a second ago)."""
+        now = time.time()
+        begun = now - 1 if start is None else start
+        self._broadcast(
+            {"type": "final", "utterance_id": f"u-{self._seq + 1}", "text": text, "words": [], "start": begun}
+            | {"end": now, "offset_start": 0.0, "offset_end": 1.0, "confidence": 0.5, "reason": "silence"}
+        )
+
+    def status(self, state: str, detail: str = "") -> None:
+        """Broadcast one ``status`` event."""
+        self._broadcast({"type": "status", "state": state, "detail": detail, "time": time.time(), "counters": {}})
+
+    def _broadcast(self, event: dict[str, Any]) -> None:
         with self._lock:
             self._seq += 1
-            now = time.time()
-            begun = now - 1 if start is None else start
-            msg = {
-                "type": "final",
-                "seq": self._seq,
-                "utterance_id": f"u-{self._seq}",
-                "text": text,
-                "words": [],
-                "start": begun,
-                "end": now,
-                "offset_start": 0.0,
-                "offset_end": 1.0,
-                "confidence": 0.5,
-                "reason": "silence",
-            }
-            line = json.dumps(msg).encode() + b"\n"
+            line = json.dumps({"type": event["type"], "seq": self._seq, **event}).encode() + b"\n"
             for c in self._clients:
                 c.sendall(line)
 

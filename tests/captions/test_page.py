@@ -1,5 +1,6 @@
 """The page's own behaviour in headless chromium, fed by a stand-in daemon: auto-scroll that stops
-while the reader looks at older lines, the "latest" button, and the download of the finals as text."""
+while the reader looks at older lines, the "latest" button, the status line following the daemon's
+status events, and the download of the finals as text."""
 
 from __future__ import annotations
 
@@ -49,6 +50,11 @@ def test_scrolling_and_download(tmp_path: Path) -> None:
             (saved,) = downloads.glob("captions-*.txt")
             expected = "".join(f"[09:15:{i:02d}] line {i}\n" for i in range(31))
             wait_until(lambda: saved.read_text() == expected, what=f"the transcript, got {saved.read_text()!r}")
+
+            daemon.status("audio_lost", "no input for 3 s")
+            page.wait_status("audio lost: no input for 3 s")
+            daemon.status("audio_restored")
+            page.wait_status("listening")
 
             page.run('document.getElementById("copy").click();')
             page.wait_for("the copy confirmed", 'document.getElementById("copy").textContent === "Copied"')

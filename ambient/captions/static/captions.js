@@ -28,11 +28,12 @@
   function showStatus() {
     let text, state;
     if (!online) { text = "captions server not reachable; reconnecting…"; state = "down"; }
-    else if (daemon !== "connected") { text = "daemon not running" + (detail ? ` (${detail})` : ""); state = "down"; }
+    else if (daemon !== "connected") { text = "daemon not running"; state = "down"; }
     else if (status === "audio_lost") { text = "audio lost" + (detail ? `: ${detail}` : ""); state = "audio_lost"; }
     else if (["listening", "audio_restored", "reloaded", "event_log_ok"].includes(status)) { text = "listening"; state = "listening"; }
     else { text = status.replace(/_/g, " ") + (detail ? `: ${detail}` : ""); state = "other"; }
     statusEl.textContent = text;
+    statusEl.title = detail;  // why, for whoever hovers (the daemon's reason, or why it is unreachable)
     statusEl.dataset.state = state;
   }
 
