@@ -67,7 +67,7 @@ class PageClient:
         self._ready = asyncio.Event()
         self.too_slow = False
         #: Called once when the client is found too slow (its writer may be stuck in a send).
-        self.on_drop: Callable[[], None] = lambda: None
+        self.on_drop: Callable[[], object] = lambda: None
 
     def offer(self, text: str, *, partial: bool) -> bool:
         """Queue one message; returns False when the client is too slow (nothing is queued then).

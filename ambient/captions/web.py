@@ -131,15 +131,12 @@ def build_app(hub: Hub, *, limits: ServerLimits = ServerLimits(), allow_hosts: C
         ws = web.WebSocketResponse(
             heartbeat=limits.heartbeat_s, max_msg_size=limits.max_frame_bytes, compress=False, timeout=_CLOSE_TIMEOUT_S
         )
-        await ws.prepare(request)
-        client = hub.add()
-        writer = asyncio.create_task(_write(ws, client, request.remote, hub, limits))
-
-        def drop() -> None:
-            writer.cancel()
-
-        client.on_drop = drop
+        client = hub.add()  # the slot is taken before the handshake yields, so a crowd cannot overshoot the cap
+        writer: asyncio.Task[None] | None = None
         try:
+            await ws.prepare(request)
+            writer = asyncio.create_task(_write(ws, client, request.remote, hub, limits))
+            client.on_drop = writer.cancel
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.ERROR):
                     hub.counters.dropped_bad_frames += 1
@@ -147,10 +144,12 @@ def build_app(hub: Hub, *, limits: ServerLimits = ServerLimits(), allow_hosts: C
                     break
         finally:
             hub.remove(client)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await _close(ws, WSCloseCode.UNSUPPORTED_DATA)
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+            if ws.prepared:
+                await _close(ws, WSCloseCode.GOING_AWAY)
         return ws
 
     app = web.Application(middlewares=[guard], client_max_size=4096)
