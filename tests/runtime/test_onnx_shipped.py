@@ -15,6 +15,7 @@ import pytest
 from ambient.audio.io import read_audio
 from ambient.errors import CheckpointError
 from ambient.model.checkpoint import file_sha256, load_model
+from ambient.model.info import stored_params
 from ambient.runtime.onnx_model import load_onnx_model
 from ambient.stream.factory import load_acoustic_model, resolve_backend
 from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
@@ -36,6 +37,10 @@ def test_the_onnx_files_are_exported_from_the_shipped_checkpoint() -> None:
     source = fp32._session.get_modelmeta().custom_metadata_map["ambient.source_sha256"]
     assert source == file_sha256(SHIPPED / "model.pt")
     assert fp32.name == torch_model.name == "ambient-base"
+    # One initializer per stored tensor: the file is the stored parameters in fp32, plus little.
+    stored = stored_params(torch_model)
+    assert 4 * stored < (SHIPPED / "model.onnx").stat().st_size < 4 * stored * 1.01 + 64_000
+    assert (SHIPPED / "model-int8.onnx").stat().st_size < 0.35 * (SHIPPED / "model.onnx").stat().st_size
     assert resolve_backend(SHIPPED / "model.pt", backend="auto", int8=True) == ("onnx", SHIPPED / "model-int8.onnx")
 
 
