@@ -46,6 +46,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from ambient.errors import CheckpointError
 from ambient.model.asr import AsrModel
 from ambient.model.dims import ModelDims
 from ambient.model.sharing import LinearBank, VectorBank, group_index
@@ -367,7 +368,7 @@ def export_onnx(model_path: Path, out: Path, *, int8: bool = True, per_channel: 
 
     model = load_model(model_path)
     if model.meta.get("int8"):
-        raise ValueError(f"{model_path}: export the fp32 model file (the int8 graph is quantized from it)")
+        raise CheckpointError(f"{model_path}: export the fp32 model file (the int8 graph is quantized from it)")
     source = file_sha256(Path(model_path))
     out.parent.mkdir(parents=True, exist_ok=True)
     written = {
