@@ -86,6 +86,7 @@ class FakeDaemon:
         self._clients: list[socket.socket] = []
         self._lock = threading.Lock()
         self._seq = 0
+        self._closed = False
         threading.Thread(target=self._accept, name="fake-daemon", daemon=True).start()
 
     def _accept(self) -> None:
@@ -105,8 +106,11 @@ class FakeDaemon:
                 "last_seq": self._seq,
                 "events": ["speech_start", "partial", "final", "status"],
             }
-            conn.sendall(json.dumps(hello).encode() + b"\n")
             with self._lock:
+                if self._closed:  # accepted in the race with close(): a closed daemon greets no one
+                    conn.close()
+                    return
+                conn.sendall(json.dumps(hello).encode() + b"\n")
                 self._clients.append(conn)
 
     def clients(self) -> int:
@@ -135,8 +139,15 @@ class FakeDaemon:
                 c.sendall(line)
 
     def close(self) -> None:
-        """Stop accepting and drop every connection."""
-        self._srv.close()
+        """Stop accepting and drop every connection.
+
+        ``shutdown`` wakes the accepting thread (closing the descriptor alone does not on Linux, and
+        a client reconnecting at once would still be greeted by the blocked ``accept``).
+        """
         with self._lock:
+            self._closed = True
             for c in self._clients:
                 c.close()
+        with contextlib.suppress(OSError):
+            self._srv.shutdown(socket.SHUT_RDWR)
+        self._srv.close()
