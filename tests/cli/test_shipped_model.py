@@ -32,10 +32,10 @@ SENTENCES = (
     "play some music in the living room",
 )
 #: Character error rate the shipped model must stay under on them (fp32 and int8). Measured for the
-#: stage-13 ambient-base with espeak-ng 1.51: 0.017 (2 of 119 characters, "play" heard as "place"),
-#: both precisions; the bound allows two more character errors, so a regression shows. A model that
-#: recognizes nothing scores about 1.0.
-MAX_CER = 0.04
+#: stage-15 ambient-base (trained mostly on real speech of many speakers) with espeak-ng 1.51: fp32
+#: 0.034 ("play some" heard as "place om"), int8 0.042 ("place of"); the bound allows two more
+#: character errors than int8, so a regression shows. A model that recognizes nothing scores about 1.0.
+MAX_CER = 0.06
 
 
 def _ambient(*args: str) -> subprocess.CompletedProcess[str]:
