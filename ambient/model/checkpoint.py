@@ -24,7 +24,7 @@ from torch import nn
 
 from ambient.errors import CheckpointError
 from ambient.model.asr import AsrModel
-from ambient.model.checksums import file_sha256, recorded_sha256, verify_sha256
+from ambient.model.checksums import check_model_file, file_sha256, recorded_sha256, verify_sha256
 from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import tokenizer_from_dict
 
@@ -96,12 +96,7 @@ def save_model(model: AsrModel, path: str | Path, *, meta: dict[str, Any] | None
 def read_checkpoint(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     """Load and validate the raw checkpoint dict (no model built)."""
     p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: model file not found")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a directory, expected a model file (model.pt)")
-    if verify:
-        verify_sha256(p)
+    check_model_file(p, expected="model.pt", verify=verify)
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged file can make torch's unpickler fail in any way (IndexError, KeyError, ...)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ambient.errors import CheckpointError
 
-__all__ = ["file_sha256", "recorded_sha256", "verify_sha256"]
+__all__ = ["check_model_file", "file_sha256", "recorded_sha256", "verify_sha256"]
 
 
 def file_sha256(path: Path) -> str:
@@ -58,3 +58,15 @@ def verify_sha256(path: Path) -> str:
             f"{path}: SHA-256 mismatch (file {actual[:12]}…, recorded {recorded[:12]}…): corrupt or replaced"
         )
     return actual
+
+
+def check_model_file(path: Path, *, expected: str, verify: bool = True) -> None:
+    """The checks every model loader makes before reading ``path``: it exists, is a file, and (with
+    ``verify``) matches its recorded SHA-256. ``expected`` names the file kind in the directory error
+    (``model.pt``, ``model.onnx``)."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: model file not found")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, expected a model file ({expected})")
+    if verify:
+        verify_sha256(path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ambient.audio.fbank import HOP, SAMPLE_RATE, StreamingFbank, compute_fbank
 from ambient.errors import CheckpointError
-from ambient.model.checksums import verify_sha256
+from ambient.model.checksums import check_model_file
 from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import Tokenizer, tokenizer_from_dict
 
@@ -220,12 +220,7 @@ def load_onnx_model(path: str | Path, *, threads: int = 1, verify: bool = True) 
     import onnxruntime as ort
 
     p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: model file not found")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a directory, expected a model file (model.onnx)")
-    if verify:
-        verify_sha256(p)
+    check_model_file(p, expected="model.onnx", verify=verify)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
