@@ -212,6 +212,11 @@ def read_librispeech(root: str | Path, *, source: str | None = None) -> ReadResu
     return _collect(items())
 
 
+def _hash64(key: str) -> int:
+    """The first 64 bits of ``key``'s SHA-1: the same on every machine and run."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big")
+
+
 @dataclass(frozen=True)
 class DevSplit:
     """How to carve a development split out of real speech.
@@ -233,8 +238,7 @@ class DevSplit:
             return True
         if utt.source not in self.sliced_sources:
             return False
-        digest = hashlib.sha1(utt.text.encode("utf-8")).digest()
-        return int.from_bytes(digest[:8], "big") % 10000 < round(self.percent * 100)
+        return _hash64(utt.text) % 10000 < round(self.percent * 100)
 
 
 def split_dev(utts: Iterable[Utterance], split: DevSplit) -> tuple[list[Utterance], list[Utterance]]:
@@ -248,8 +252,7 @@ def split_dev(utts: Iterable[Utterance], split: DevSplit) -> tuple[list[Utteranc
 
 def _share_hash(key: str) -> float:
     """A deterministic number in ``[0, 1)`` for ``key`` (the same on every machine and run)."""
-    digest = hashlib.sha1(key.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
+    return _hash64(key) / 2.0**64
 
 
 @dataclass(frozen=True)
