@@ -74,7 +74,7 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> tuple[d
     out: dict[str, Any] = json.loads(r.stdout)
     refs, hyps, sources = out["refs"], out["hyps"], out.pop("sources")
     errors = utterance_errors(refs, hyps)
-    out["wer"] = float(errors[:, 0].sum() / max(1, errors[:, 1].sum()))
+    out["wer"] = _wer(errors)
     out["system"] = system
     out["row_sources"] = [s for s, ref in zip(sources, refs, strict=True) if normalize_text(ref)]
     return out, errors
@@ -106,10 +106,10 @@ def split_by_source(
     single utterance gets no bootstrap.
     """
     sources: list[str] = next((r["row_sources"] for r in set_rows if "row_sources" in r), [])
+    ref = tables.get(REFERENCE_SYSTEM)
     out: dict[str, list[dict[str, Any]]] = {}
     for source in sorted(set(sources)):
         pick = np.asarray([s == source for s in sources])
-        ref = tables.get(REFERENCE_SYSTEM)
         rows = []
         for row in set_rows:
             table = tables.get(row["system"])
@@ -193,12 +193,12 @@ def main() -> None:
                         else ""
                     )
                     print(f"{name:14} {source:20} {e['system']:16} WER {100 * e['wer']:6.2f}%{vs}", flush=True)
+        row_of = {res["system"]: res for res in set_rows}
         for res in set_rows:
-            res["by_source"] = {
-                src: next(e for e in es if e["system"] == res["system"])
-                for src, es in by_source.items()
-                if any(e["system"] == res["system"] for e in es)
-            }
+            res["by_source"] = {}
+        for src, entries in by_source.items():
+            for e in entries:
+                row_of[e["system"]]["by_source"][src] = e
         for res in set_rows:
             if "vs_ambient" in res:
                 v = res["vs_ambient"]
