@@ -49,6 +49,17 @@ def _length(header: dict[str, Any], key: str, limit: int) -> int:
     return value
 
 
+def _json_object(raw: bytes, message: str) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or a ``bad_event`` :class:`FramingError` saying ``message``."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise FramingError("bad_event", message) from None
+    if not isinstance(value, dict):
+        raise FramingError("bad_event", message)
+    return value
+
+
 async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | None:
     """The next event, or None when the peer closed the connection cleanly between events.
 
@@ -64,12 +75,7 @@ async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | No
         raise FramingError("too_large", f"event header longer than {limits.max_event_bytes} bytes") from None
     if len(line) > limits.max_event_bytes:
         raise FramingError("too_large", f"event header longer than {limits.max_event_bytes} bytes")
-    try:
-        header = json.loads(line)
-    except (ValueError, RecursionError):
-        raise FramingError("bad_event", "event header is not a JSON object") from None
-    if not isinstance(header, dict):
-        raise FramingError("bad_event", "event header is not a JSON object")
+    header = _json_object(line, "event header is not a JSON object")
     kind = header.get("type")
     if not isinstance(kind, str) or not kind:
         raise FramingError("bad_event", "event header has no type")
@@ -83,13 +89,7 @@ async def read_event(reader: asyncio.StreamReader, limits: Limits) -> Event | No
     try:
         if data_length:
             raw = await asyncio.wait_for(reader.readexactly(data_length), limits.timeout_s)
-            try:
-                extra = json.loads(raw)
-            except (ValueError, RecursionError):
-                raise FramingError("bad_event", "event data section is not a JSON object") from None
-            if not isinstance(extra, dict):
-                raise FramingError("bad_event", "event data section is not a JSON object")
-            data = {**data, **extra}
+            data = {**data, **_json_object(raw, "event data section is not a JSON object")}
         payload = (
             await asyncio.wait_for(reader.readexactly(payload_length), limits.timeout_s) if payload_length else None
         )
