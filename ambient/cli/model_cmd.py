@@ -4,7 +4,8 @@
 training states, written as a model file (see :mod:`ambient.train.average`).
 
 ``ambient model grow MODEL --rank R --out FILE``: the same model with its low-rank factors grown to
-rank ``R``, computing exactly what it did (see :mod:`ambient.train.grow`).
+rank ``R``, computing exactly what it did; ``--depth F`` repeats every virtual layer ``F`` times over
+the same shared weights (a start for training, see :mod:`ambient.train.grow`).
 
 ``ambient model export MODEL --onnx OUT``: the ONNX graph of the streaming step (every cache an explicit
 input and output; also the full-context pass) and its int8 twin ``<OUT stem>-int8.onnx``, for the
@@ -38,7 +39,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     avg.set_defaults(func=run_average)
     grow = msub.add_parser("grow", help="grow a model's low-rank factors to a higher rank (same outputs)")
     grow.add_argument("path", type=Path, help="fp32 model file with low-rank factors (scheme residual or lowrank)")
-    grow.add_argument("--rank", type=int, required=True, help="the new rank (at least the current one)")
+    grow.add_argument("--rank", type=int, help="the new rank (at least the current one; default: unchanged)")
+    grow.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        help="repeat every virtual layer this many times over the same shared weights (residual scheme; "
+        "changes the outputs, so train after it)",
+    )
     grow.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
     grow.add_argument("--seed", type=int, default=0, help="seeds the fresh rows of the V factors (default 0)")
     grow.set_defaults(func=run_grow)
@@ -94,8 +102,14 @@ def run_grow(args: argparse.Namespace) -> int:
     """Grow a model file's low-rank factors."""
     from ambient.train.grow import grow_model_file
 
-    sha, before, after = grow_model_file(args.path, args.rank, args.out, seed=args.seed)
-    print(f"grew {args.path} to rank {args.rank}: {before:,} -> {after:,} stored params")
+    if args.rank is None and args.depth == 1:
+        from ambient.errors import ConfigError
+
+        raise ConfigError("ambient model grow: give --rank, --depth or both")
+    sha, before, after = grow_model_file(args.path, args.rank, args.out, seed=args.seed, depth=args.depth)
+    how = [f"to rank {args.rank}"] if args.rank is not None else []
+    how += [f"to {args.depth}x the virtual layers"] if args.depth > 1 else []
+    print(f"grew {args.path} {' and '.join(how)}: {before:,} -> {after:,} stored params")
     print(f"wrote {args.out} (sha256 {sha[:16]}...)")
     return 0
 

@@ -9,7 +9,9 @@ effect off), in this order:
 4. additive noise at a random SNR: recorded noise clips, white / pink / brown noise, or babble mixed
    from other utterances;
 5. band-limiting: telephone channel (8 kHz, 300-3400 Hz band-pass, optional mu-law) or a low-pass;
-6. gain (then scaled down if it would clip).
+6. a lossy codec round trip: Opus or MP3 at a low bitrate, through libsndfile (soundfile), as
+   phone calls, voice messages and compressed recordings sound;
+7. gain (then scaled down if it would clip).
 
 ``warp_factor(rng)`` draws the vocal-tract-length warp that ``compute_fbank(wave, warp=...)``
 applies, and ``spec(feats, rng)`` masks time and frequency bands of the log-mel features.
@@ -22,15 +24,17 @@ constructor, from ``seed``. Each effect is a few vectorized numpy/scipy calls (W
 
 from __future__ import annotations
 
+import io
 import math
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import soundfile as sf
 import torch
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
 from ambient.train.manifest import read_manifest
@@ -51,6 +55,11 @@ Range = tuple[float, float]
 
 _NOISE_KINDS = ("file", "white", "pink", "brown", "babble")
 _COLOR_EXPONENT = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+#: codec name -> (libsndfile format, subtype, highest usable compression level).
+_CODECS: dict[str, tuple[str, str, float]] = {
+    "opus": ("OGG", "OPUS", 1.0),
+    "mp3": ("MP3", "MPEG_LAYER_III", 0.9),  # libsndfile refuses 1.0 for MP3
+}
 _SYNTH_TRACK_SECONDS = 20.0
 _BABBLE_TRACKS = 8
 
@@ -94,6 +103,13 @@ class AugmentConfig(BaseModel):
     )
     lowpass_prob: float = Field(0.05, ge=0, le=1, description="Probability of a low-pass filter (when not telephone).")
     lowpass_hz: Range = Field((3000.0, 7000.0), description="Low-pass cut-off range, Hz.")
+    codec_prob: float = Field(0.0, ge=0, le=1, description="Probability of a lossy codec round trip (Opus or MP3).")
+    codec_weights: dict[str, float] = Field(
+        default_factory=lambda: {"opus": 1.0, "mp3": 1.0}, description="Relative weights of the codecs."
+    )
+    codec_level: Range = Field(
+        (0.6, 1.0), description="libsndfile compression level range (1 = lowest bitrate: Opus about 8 kbps)."
+    )
     gain_prob: float = Field(0.5, ge=0, le=1, description="Probability of a random gain.")
     gain_db: Range = Field((-12.0, 6.0), description="Gain range, dB (output is scaled down if it would clip).")
     vtlp_prob: float = Field(0.5, ge=0, le=1, description="Probability of a vocal-tract-length warp other than 1.")
@@ -109,6 +125,13 @@ class AugmentConfig(BaseModel):
         "mean", description="Fill masks with the utterance's per-bin mean log-mel (0 after normalization) or with 0."
     )
 
+    @field_validator("codec_level")
+    @classmethod
+    def _level(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= v[0] <= v[1] <= 1.0:
+            raise ValueError(f"codec_level must be (low, high) within [0, 1], got {list(v)}")
+        return v
+
     @field_validator("pitch_semitones", "rt60_s", "snr_db", "lowpass_hz", "gain_db", "vtlp_range", "babble_talkers")
     @classmethod
     def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
@@ -123,14 +146,19 @@ class AugmentConfig(BaseModel):
             raise ValueError(f"speed factors must be within [0.5, 2], got {list(v)}")
         return v
 
-    @field_validator("noise_weights")
+    @field_validator("noise_weights", "codec_weights")
     @classmethod
-    def _kinds(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(_NOISE_KINDS))
+    def _kinds(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        what, known = (
+            ("noise kinds", _NOISE_KINDS) if info.field_name == "noise_weights" else ("codecs", tuple(_CODECS))
+        )
+        unknown = sorted(set(v) - set(known))
         if unknown:
-            raise ValueError(f"unknown noise kinds {unknown}; known: {list(_NOISE_KINDS)}")
+            raise ValueError(f"unknown {what} {unknown}; known: {list(known)}")
         if any(w < 0 for w in v.values()):
-            raise ValueError("noise weights must be >= 0")
+            raise ValueError(f"{info.field_name} must be >= 0")
+        if info.field_name == "codec_weights" and sum(v.values()) <= 0:
+            raise ValueError("codec_weights need a positive sum")
         return v
 
     @model_validator(mode="after")
@@ -288,6 +316,11 @@ class Augmenter:
             y = self.telephone(y, mu_law=bool(rng.random() < c.mu_law_prob))
         elif c.lowpass_prob > 0 and rng.random() < c.lowpass_prob:
             y = self.lowpass(y, float(rng.uniform(*c.lowpass_hz)))
+        if c.codec_prob > 0 and rng.random() < c.codec_prob:
+            names = sorted(c.codec_weights)
+            weights = np.array([c.codec_weights[n] for n in names], dtype=np.float64)
+            name = str(rng.choice(names, p=weights / weights.sum()))
+            y = self.codec(y, name, float(rng.uniform(*c.codec_level)))
         if c.gain_prob > 0 and rng.random() < c.gain_prob:
             y = y * np.float32(10.0 ** (rng.uniform(*c.gain_db) / 20.0))
         peak = float(np.max(np.abs(y)))
@@ -356,6 +389,18 @@ class Augmenter:
         """``w`` through an 8th-order Butterworth low-pass at ``cutoff_hz``, ``(N,)``."""
         sos = butter(8, cutoff_hz, btype="lowpass", fs=SAMPLE_RATE, output="sos")
         return np.asarray(sosfilt(sos, w), dtype=np.float32)
+
+    @staticmethod
+    def codec(w: Wave, name: str, level: float) -> Wave:
+        """``w`` encoded with codec ``name`` (``opus`` or ``mp3``) at libsndfile compression ``level``
+        (0 = best quality, 1 = lowest bitrate) and decoded again, ``(N,)`` (trimmed or padded)."""
+        fmt, subtype, top = _CODECS[name]
+        buf = io.BytesIO()
+        x = np.clip(w, -1.0, 1.0).astype(np.float32)
+        sf.write(buf, x, SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=min(level, top))
+        buf.seek(0)
+        y, _ = sf.read(buf, dtype="float32", always_2d=False)
+        return _fit(np.asarray(y, dtype=np.float32).reshape(-1), w.size)
 
     # --- features ---------------------------------------------------------------------------
 

@@ -22,10 +22,11 @@ import torch
 from ambient.errors import CheckpointError, ConfigError
 from ambient.model.asr import AsrModel
 from ambient.model.checkpoint import load_model, save_model
+from ambient.model.dims import ModelDims
 from ambient.model.info import stored_params
 from ambient.model.sharing import init_bound
 
-__all__ = ["grow_model_file", "grow_rank"]
+__all__ = ["grow_depth", "grow_model_file", "grow_rank"]
 
 
 def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
@@ -44,14 +45,7 @@ def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
         raise ConfigError(f"sharing scheme {sharing.scheme!r} has no low-rank factors to grow")
     if rank < sharing.rank:
         raise ConfigError(f"the new rank ({rank}) is below the model's rank ({sharing.rank})")
-    dims = dataclasses.replace(model.dims, sharing=dataclasses.replace(sharing, rank=rank))
-    grown = AsrModel(
-        dims=dims,
-        tokenizer=model.tokenizer,
-        norm_mean=model.norm_mean,
-        norm_std=model.norm_std,
-        meta=dict(model.meta),
-    )
+    grown = _reshaped(model, dataclasses.replace(model.dims, sharing=dataclasses.replace(sharing, rank=rank)))
     old = model.state_dict()
     gen = torch.Generator().manual_seed(seed)
     new: dict[str, torch.Tensor] = {}
@@ -76,14 +70,75 @@ def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
     return grown
 
 
+def grow_depth(model: AsrModel, factor: int) -> AsrModel:
+    """A copy of a ``residual`` model with ``factor``× the virtual layers over the same shared weights.
+
+    Virtual layer ``j`` of the grown model starts as a copy of layer ``j // factor`` (each layer is
+    repeated ``factor`` times in place, as progressive stacking does), and the sharing groups grow
+    with it (``group_size`` × ``factor``), so the full-rank weights stay the same stored tensors and
+    are now applied by ``factor``× as many layers. The per-layer pieces (low-rank ``U``/``V``,
+    diagonals, biases, norms, depthwise kernels) are copied per new layer, so the copies can learn
+    to differ. Unlike :func:`grow_rank` this does change the function (a layer now runs twice), so
+    the grown model needs training; the front end, head and normalization are copied unchanged.
+
+    Raises:
+        ConfigError: the scheme is not ``residual``, or ``factor`` is below 2.
+    """
+    sharing = model.dims.sharing
+    if sharing.scheme != "residual":
+        raise ConfigError(f"depth growth needs sharing scheme 'residual', not {sharing.scheme!r}")
+    if factor < 2:
+        raise ConfigError(f"the depth factor must be at least 2, not {factor}")
+    old_layers = model.dims.n_layers
+    group = sharing.group_size or old_layers
+    dims = dataclasses.replace(
+        model.dims,
+        n_layers=old_layers * factor,
+        sharing=dataclasses.replace(sharing, group_size=group * factor),
+    )
+    grown = _reshaped(model, dims)
+    old = model.state_dict()
+    rows = torch.arange(dims.n_layers) // factor
+    new: dict[str, torch.Tensor] = {}
+    for name, target in grown.state_dict().items():
+        parts = name.split(".")
+        if _is_factor(name, "u") or _is_factor(name, "v"):
+            parts[-2] = str(int(parts[-2]) // factor)
+            src = old[".".join(parts)]
+        elif (
+            name in old
+            and old[name].dim() >= 1
+            and old[name].shape[0] == old_layers
+            and (target.shape[0] == dims.n_layers and name.startswith("encoder."))
+        ):
+            src = old[name].index_select(0, rows)
+        else:
+            src = old[name]
+        if src.shape != target.shape:  # pragma: no cover - every encoder tensor is per layer or shared
+            raise CheckpointError(f"{name}: shape {tuple(src.shape)} does not grow to {tuple(target.shape)}")
+        new[name] = src.clone()
+    grown.load_state_dict(new, strict=True)
+    grown.eval()
+    return grown
+
+
+def _reshaped(model: AsrModel, dims: ModelDims) -> AsrModel:
+    """A fresh model of ``dims`` with ``model``'s tokenizer, feature normalization and meta."""
+    return AsrModel(
+        dims=dims, tokenizer=model.tokenizer, norm_mean=model.norm_mean, norm_std=model.norm_std, meta=dict(model.meta)
+    )
+
+
 def _is_factor(name: str, which: str) -> bool:
     """Whether ``name`` is a ``LinearBank``'s ``u`` or ``v`` factor weight (``...<slot>.u.<i>.weight``)."""
     parts = name.split(".")
     return len(parts) >= 3 and parts[-3] == which and parts[-1] == "weight" and parts[-2].isdigit()
 
 
-def grow_model_file(src: str | Path, rank: int, out: str | Path, *, seed: int = 0) -> tuple[str, int, int]:
-    """Write ``src`` grown to ``rank`` as the model file ``out``.
+def grow_model_file(
+    src: str | Path, rank: int | None, out: str | Path, *, seed: int = 0, depth: int = 1
+) -> tuple[str, int, int]:
+    """Write ``src`` grown to ``rank`` (``None``: unchanged) and ``depth``× the layers as ``out``.
 
     Returns ``(sha256 of out, stored parameters before, stored parameters after)``.
 
@@ -96,8 +151,14 @@ def grow_model_file(src: str | Path, rank: int, out: str | Path, *, seed: int = 
     model = load_model(src)
     if model.meta.get("int8"):
         raise CheckpointError(f"{src}: an int8 model file cannot be grown; use the fp32 file")
-    grown = grow_rank(model, rank, seed=seed)
+    grown = model if rank is None else grow_rank(model, rank, seed=seed)
+    if depth > 1:
+        grown = grow_depth(grown, depth)
     training = dict(model.meta.get("training") or {})
-    training["grown_from"] = {"file": Path(src).name, "rank": model.dims.sharing.rank}
+    training["grown_from"] = {
+        "file": Path(src).name,
+        "rank": model.dims.sharing.rank,
+        "n_layers": model.dims.n_layers,
+    }
     sha = save_model(grown, out, meta={"training": training})
     return sha, stored_params(model), stored_params(grown)

@@ -199,6 +199,21 @@ def test_lowpass_and_telephone_through_wave() -> None:
     assert _band_energy(z, 4000, SR / 2) < 0.005 * _band_energy(z, 0, SR / 2)
 
 
+@pytest.mark.parametrize("codec", ["opus", "mp3"])
+def test_codec_round_trip_keeps_length_and_timing_and_loses_detail(codec: str) -> None:
+    x = _speechlike()
+    y = Augmenter.codec(x, codec, 1.0)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
+    lag = int(np.argmax(np.correlate(y[4000:12000], x[4200:11800], mode="valid"))) - 200
+    assert abs(lag) <= 40  # aligned within 2.5 ms: the transcript's timing is kept
+    err = float(np.mean((y - x) ** 2) / np.mean(x**2))
+    assert 1e-4 < err < 0.5  # audibly coded, still the same signal
+    on = Augmenter(_cfg(codec_prob=1.0, codec_weights={codec: 1.0}, codec_level=(1.0, 1.0)))
+    assert np.array_equal(on.wave(x, np.random.default_rng(0)), Augmenter.codec(x, codec, 1.0))
+    short = Augmenter.codec(x[:7], codec, 0.8)
+    assert short.shape == (7,)
+
+
 def test_gain_and_clipping_guard() -> None:
     x = _speechlike()
     quiet = Augmenter(_cfg(gain_prob=1.0, gain_db=(-6.0, -6.0))).wave(x, np.random.default_rng(0))
@@ -266,6 +281,9 @@ def test_spec_masks_the_right_regions(mask_value: str) -> None:
         {"noise_weights": {"music": 1.0}},
         {"noise_prob": 1.5},
         {"lowpass_hz": (100.0, 9000.0)},
+        {"codec_weights": {"aac": 1.0}},
+        {"codec_weights": {"opus": 0.0}},
+        {"codec_level": (0.5, 1.5)},
         {"unknown_key": 1},
     ],
 )
