@@ -26,6 +26,8 @@ apt_pkgs=(libportaudio2 libsndfile1 python3-venv)
 [ $DEV = 1 ] && apt_pkgs+=(chromium chromium-driver)
 [ $DEV = 1 ] && TRAIN=1
 [ $TRAIN = 1 ] && apt_pkgs+=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)
+# g++ compiles KenLM's build_binary (ARPA -> lm.bin) from the kenlm sdist: scripts/build_kenlm.sh.
+[ $TRAIN = 1 ] && apt_pkgs+=(g++)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -58,4 +60,7 @@ extras=(captions)   # ambient captions (aiohttp): small, and the page is part of
 [ $BENCH = 1 ] && extras+=(bench)
 spec=".[$(IFS=,; echo "${extras[*]}")]"
 "$PY" -m pip install -q -e "$spec"
+if [ $TRAIN = 1 ] && [ ! -x "$VENV/bin/build_binary" ]; then
+  AMBIENT_VENV="$VENV" "$(dirname "$0")/build_kenlm.sh" >/dev/null
+fi
 echo "setup.sh: ready ($VENV)"

@@ -7,7 +7,7 @@ Usage: python scripts/ship_model.py RUN_DIR/best.pt --name ambient-base [--out m
 Every shipped model gets ``model.onnx`` and ``model-int8.onnx`` (``ambient model export``), exported
 from the ``model.pt`` written here, so the daemon runs without torch (``recognizer.backend: auto``).
 
-``--lm`` copies a folder made by ``ambient data lm`` (``lm.arpa.gz`` or ``lm.arpa``, ``lexicon.txt``,
+``--lm`` copies a folder made by ``ambient data lm`` (``lm.bin``, ``lm.arpa.gz`` or ``lm.arpa``, ``lexicon.txt``,
 ``lm.json``) to ``models/<name>/lm/`` with its own ``SHA256SUMS``; the daemon then decodes with it
 (``recognizer.lm: auto``). The model card (models/<name>/README.md) is written by hand from
 measured figures.
@@ -53,7 +53,7 @@ def ship_lm(src: Path, dest: Path) -> None:
     """Copy an LM folder (replacing what was there) and record its SHA-256s."""
     found = find_lm(src)
     if found is None:
-        raise SystemExit(f"{src}: no lm.arpa[.gz] + lexicon.txt")
+        raise SystemExit(f"{src}: no lm.bin or lm.arpa[.gz] + lexicon.txt")
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)

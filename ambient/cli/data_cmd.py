@@ -148,6 +148,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lm.add_argument("--plain", action="store_true", help="write lm.arpa instead of gzip-compressed lm.arpa.gz")
     lm.set_defaults(func=_lm)
 
+    lmb = dsub.add_parser(
+        "lm-binary",
+        help="write an LM folder's ARPA model as KenLM's binary trie lm.bin (a third of the memory)",
+        description="Convert DIR/lm.arpa[.gz] to DIR/lm.bin with KenLM's build_binary (8-bit quantized trie; "
+        "scripts/build_kenlm.sh compiles the tool). The daemon prefers lm.bin when a folder has both; "
+        "--drop-arpa removes the ARPA file afterwards.",
+    )
+    lmb.add_argument("folder", type=Path, help="LM folder made by `ambient data lm`")
+    lmb.add_argument("--drop-arpa", action="store_true", help="remove the ARPA file once lm.bin is written")
+    lmb.set_defaults(func=_lm_binary)
+
 
 def _commands(args: argparse.Namespace) -> int:
     from ambient.errors import AmbientError
@@ -285,6 +296,21 @@ def _synth(args: argparse.Namespace) -> int:
     )
     if report.sentences_reused:
         print("ambient: warning: the plan is longer than the sentence pool; sentences repeat", file=sys.stderr)
+    return 0
+
+
+def _lm_binary(args: argparse.Namespace) -> int:
+    from ambient.errors import AmbientError
+    from ambient.train.kenlm_binary import write_kenlm_binary
+
+    arpa = next((args.folder / n for n in ("lm.arpa", "lm.arpa.gz") if (args.folder / n).is_file()), None)
+    if arpa is None:
+        raise AmbientError(f"{args.folder}: no lm.arpa or lm.arpa.gz to convert")
+    size = write_kenlm_binary(arpa, args.folder / "lm.bin")
+    print(f"{args.folder / 'lm.bin'}: {size / 1e6:.1f} MB (from {arpa.name}, {arpa.stat().st_size / 1e6:.1f} MB)")
+    if args.drop_arpa:
+        arpa.unlink()
+        print(f"removed {arpa}")
     return 0
 
 

@@ -54,6 +54,9 @@ def config_path_from(args: argparse.Namespace) -> Path | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ambient.runtime.heap import tune_malloc
+
+    tune_malloc()  # before any thread starts: a long-running process must not fragment its heap
     from ambient.config import load_config
     from ambient.daemon.overrides import apply_audio_overrides
     from ambient.daemon.preflight import preflight

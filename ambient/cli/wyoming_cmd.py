@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ambient.runtime.heap import tune_malloc
+
+    tune_malloc()  # before any thread starts: a long-running process must not fragment its heap
     import structlog
 
     from ambient.config import load_config

@@ -40,10 +40,14 @@ from ambient.model.checksums import recorded_sha256, verify_sha256
 from ambient.model.ctc import Hypothesis, WordTiming, greedy_decode
 from ambient.model.tokenizer import Tokenizer
 
-__all__ = ["LM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
+__all__ = ["LM_FILES", "NGRAM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
 
-#: Names of the files of an LM folder: the ARPA model (plain or gzipped) and the lexicon.
-LM_FILES = ("lm.arpa", "lm.arpa.gz", "lexicon.txt")
+#: Names of the n-gram model in an LM folder, in order of preference: KenLM's binary trie (mapped, a
+#: third of the ARPA form's memory and fast to load; ``ambient data lm-binary``), then ARPA.
+NGRAM_FILES = ("lm.bin", "lm.arpa", "lm.arpa.gz")
+#: Names of the files of an LM folder: one n-gram model and the lexicon.
+LM_FILES = (*NGRAM_FILES, "lexicon.txt")
+_NEEDS = "needs lm.bin, lm.arpa or lm.arpa.gz, and lexicon.txt"
 
 #: Score given to a frame's tokens other than the space in the synthetic end-of-utterance frame.
 _IMPOSSIBLE = -1e4
@@ -97,9 +101,9 @@ class LmOptions:
 
 
 def find_lm(folder: Path) -> tuple[Path, Path] | None:
-    """``(arpa, lexicon)`` in ``folder`` if both are there, else None."""
+    """``(n-gram model, lexicon)`` in ``folder`` if both are there, else None (``lm.bin`` first)."""
     lexicon = folder / "lexicon.txt"
-    for name in ("lm.arpa", "lm.arpa.gz"):
+    for name in NGRAM_FILES:
         if (folder / name).is_file() and lexicon.is_file():
             return folder / name, lexicon
     return None
@@ -116,14 +120,13 @@ def resolve_lm(setting: str, model_path: Path) -> tuple[Path, Path] | None:
         found = find_lm(folder)
         if found is None and folder.is_dir() and any(folder.iterdir()):
             raise CheckpointError(
-                f"{folder}: incomplete language model (needs lm.arpa or lm.arpa.gz, and lexicon.txt); "
-                "set recognizer.lm: off to decode without one"
+                f"{folder}: incomplete language model ({_NEEDS}); set recognizer.lm: off to decode without one"
             )
         return found
     folder = Path(setting).expanduser()
     found = find_lm(folder)
     if found is None:
-        raise CheckpointError(f"{folder}: no language model here (needs lm.arpa or lm.arpa.gz, and lexicon.txt)")
+        raise CheckpointError(f"{folder}: no language model here ({_NEEDS})")
     return found
 
 
@@ -176,7 +179,7 @@ class LexiconLm:
     """Lexicon trie + KenLM n-gram model for :class:`LmCollapser` (built once, shared).
 
     Args:
-        arpa: ARPA n-gram model over the lexicon's words.
+        arpa: n-gram model over the lexicon's words: ARPA (plain or gzipped) or KenLM binary.
         lexicon: ``word<TAB>w o r d`` lines.
         tokenizer: the acoustic model's character tokenizer (blank 0, space = word separator).
         options: beam-search settings.

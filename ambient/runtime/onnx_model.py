@@ -11,9 +11,6 @@ equals the torch model's streaming output to float rounding (tests/runtime/test_
 from __future__ import annotations
 
 import base64
-import ctypes
-import ctypes.util
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -25,30 +22,12 @@ from ambient.errors import CheckpointError
 from ambient.model.checksums import check_model_file
 from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import Tokenizer, tokenizer_from_dict
+from ambient.runtime.heap import release_memory
 
 __all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxAcoustic", "load_onnx_model", "read_onnx_metadata", "release_memory"]
 
 ONNX_FORMAT = "ambient-onnx"
 ONNX_VERSION = 1
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim`` (None elsewhere, e.g. musl)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    except OSError:
-        return None
-
-
-def release_memory() -> None:
-    """Give freed heap memory back to the system. onnxruntime allocates each call's activations with
-    malloc; after a long utterance (the full pass over 20 s holds ~30 MB of attention scores) glibc
-    would otherwise keep that peak resident for good."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def read_onnx_metadata(props: dict[str, str], path: Path) -> tuple[ModelDims, Tokenizer, dict[str, Any], str]:
