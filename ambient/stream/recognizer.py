@@ -31,6 +31,7 @@ import numpy as np
 from ambient.audio.fbank import SAMPLE_RATE, num_frames
 from ambient.model.ctc import GreedyCollapser, Hypothesis, best_path
 from ambient.model.lexicon_lm import LexiconLm, LmCollapser
+from ambient.runtime.heap import release_memory
 from ambient.stream.acoustic import AcousticModel, AcousticStream
 
 if TYPE_CHECKING:
@@ -232,6 +233,7 @@ class StreamingRecognizer:
             c = self._collapser
             hyp = c.finish() if isinstance(c, LmCollapser) else c.hypothesis()
         self.reset()
+        release_memory()  # the utterance's audio, the beams and the full pass's buffers are free now
         return hyp
 
 

@@ -2,14 +2,15 @@
 
 All functions return lower-case words separated by single spaces (no hyphens, no commas), so their
 output can be dropped straight into a transcript. ``num2words`` does the language work; results are
-cached because training text repeats the same few numbers many times.
+cached because training text repeats the same few numbers many times. ``num2words`` loads every
+language it knows on import (≈ 4 MB resident), so it is imported on the first number, not with
+this module: the daemon normalizes phrase lists with it and must not pay for it when they hold none.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-
-from num2words import num2words
+from typing import Any
 
 __all__ = [
     "cardinal",
@@ -36,6 +37,13 @@ _CURRENCIES: dict[str, tuple[str, str, str, str]] = {
 }
 
 _DENOMINATORS = {2: ("half", "halves"), 4: ("quarter", "quarters")}
+
+
+def num2words(n: int, **kwargs: Any) -> str:
+    """``num2words.num2words`` in English, imported on first use."""
+    from num2words import num2words as convert
+
+    return str(convert(n, **kwargs))
 
 
 def _clean(words: str) -> str:
