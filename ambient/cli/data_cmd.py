@@ -307,6 +307,20 @@ def _lm_binary(args: argparse.Namespace) -> int:
     if arpa is None:
         raise AmbientError(f"{args.folder}: no lm.arpa or lm.arpa.gz to convert")
     size = write_kenlm_binary(arpa, args.folder / "lm.bin")
+    stats_file = args.folder / "lm.json"
+    if stats_file.is_file():  # record what lm.bin is, for the model card
+        import json
+
+        from ambient.train.kenlm_binary import QUANT_BITS
+
+        stats = json.loads(stats_file.read_text())
+        stats["binary"] = {
+            "file": "lm.bin",
+            "bytes": size,
+            "from": arpa.name,
+            "kenlm": f"trie -q {QUANT_BITS} -b {QUANT_BITS}",
+        }
+        stats_file.write_text(json.dumps(stats, indent=2) + "\n")
     print(f"{args.folder / 'lm.bin'}: {size / 1e6:.1f} MB (from {arpa.name}, {arpa.stat().st_size / 1e6:.1f} MB)")
     if args.drop_arpa:
         arpa.unlink()

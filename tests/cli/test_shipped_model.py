@@ -60,10 +60,10 @@ def test_shipped_files_verify_and_fit_the_budget() -> None:
 
 def test_the_shipped_language_model_verifies_and_is_found_by_default() -> None:
     sums = (SHIPPED / "lm" / "SHA256SUMS").read_text().split()
-    assert {"lm.arpa.gz", "lexicon.txt"} <= set(sums[1::2])
+    assert {"lm.bin", "lexicon.txt"} <= set(sums[1::2])
     model = load_model(SHIPPED / "model.pt")
     lm = load_lm(load_config(None).recognizer.lm, model_path=SHIPPED / "model.pt", tokenizer=model.tokenizer)
-    assert lm is not None and lm.arpa == SHIPPED / "lm" / "lm.arpa.gz"  # SHA-256s verified on load
+    assert lm is not None and lm.arpa == SHIPPED / "lm" / "lm.bin"  # SHA-256s verified on load
     assert len(lm.words) > 10_000
     # The folder holds the model four times (torch and ONNX, fp32 and int8) beside the LM; a device
     # needs one of them (docs/deployment.md), and each file stays within 25 MiB.

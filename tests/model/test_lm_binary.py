@@ -3,6 +3,7 @@ decoding as the ARPA model it came from, and a broken file is a one-line error."
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -86,10 +87,18 @@ def test_the_cli_converts_a_folder_and_refuses_one_without_arpa(folders: tuple[P
     arpa_dir, _ = folders
     work = tmp_path / "lm"
     shutil.copytree(arpa_dir, work)
+    (work / "lm.json").write_text(json.dumps({"arpa": "lm.arpa"}))  # as `ambient data lm` leaves it
     cmd = [sys.executable, "-m", "ambient", "data", "lm-binary"]
     r = subprocess.run([*cmd, str(work), "--drop-arpa"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (work / "lm.bin").is_file() and not (work / "lm.arpa").exists()
+    binary = json.loads((work / "lm.json").read_text())["binary"]
+    assert binary == {
+        "file": "lm.bin",
+        "bytes": (work / "lm.bin").stat().st_size,
+        "from": "lm.arpa",
+        "kenlm": "trie -q 8 -b 8",
+    }
     assert find_lm(work) == (work / "lm.bin", work / "lexicon.txt")
     again = subprocess.run([*cmd, str(work)], capture_output=True, text=True, timeout=120)
     assert again.returncode != 0
