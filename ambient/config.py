@@ -268,8 +268,9 @@ class RecognizerConfig(_Section):
     lm: str = Field(
         "auto",
         min_length=1,
-        description="Word language model for a lexicon beam search: a folder holding `lm.arpa` (or `lm.arpa.gz`) "
-        "and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is one, `off` = greedy CTC.",
+        description="Word language model for a lexicon beam search: a folder holding `lm.bin` (KenLM binary), "
+        "`lm.arpa` or `lm.arpa.gz`, and `lexicon.txt`; `auto` = the `lm/` folder beside the model file if there is "
+        "one, `off` = greedy CTC.",
     )
     lm_weight: float = Field(
         decoding_defaults.LM_WEIGHT, ge=0, le=10, description="Weight of the language model's log-probability."

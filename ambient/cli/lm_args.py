@@ -44,7 +44,7 @@ def add_lm_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="auto|off|DIR",
         help="word language model: auto = the lm/ folder beside the model if any, off = greedy CTC, "
-        "or a folder with lm.arpa[.gz] and lexicon.txt (default auto)",
+        "or a folder with lm.bin or lm.arpa[.gz] and lexicon.txt (default auto)",
     )
     p.add_argument("--lm-weight", type=float, default=None, help="LM weight (default: recognizer.lm_weight)")
     p.add_argument("--word-score", type=float, default=None, help="per-word score (default: recognizer.word_score)")
