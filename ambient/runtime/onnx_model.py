@@ -24,7 +24,7 @@ from ambient.model.dims import ModelDims
 from ambient.model.tokenizer import Tokenizer, tokenizer_from_dict
 from ambient.runtime.heap import release_memory
 
-__all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxAcoustic", "load_onnx_model", "read_onnx_metadata", "release_memory"]
+__all__ = ["ONNX_FORMAT", "ONNX_VERSION", "OnnxAcoustic", "load_onnx_model", "read_onnx_metadata"]
 
 ONNX_FORMAT = "ambient-onnx"
 ONNX_VERSION = 1
@@ -103,9 +103,7 @@ class _OnnxStream:
 
     def finish(self) -> np.ndarray:
         """The last, partial chunk."""
-        out = self._drain(final=True)
-        release_memory()
-        return out
+        return self._drain(final=True)  # StreamingRecognizer.finish trims the heap after it
 
 
 class OnnxAcoustic:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ambient.errors import CheckpointError
+from ambient.runtime.heap import release_memory
 from ambient.stream.acoustic import AcousticModel
 from ambient.stream.decoding import lm_for
 from ambient.stream.recognizer import StreamingRecognizer
@@ -76,8 +77,5 @@ def build_recognizer(cfg: Config) -> StreamingRecognizer:
     rc = cfg.recognizer
     model = load_acoustic_model(cfg.model.path, backend=rc.backend, int8=cfg.model.int8, threads=cfg.model.threads)
     lm = lm_for(rc, model_path=cfg.model.path, tokenizer=model.tokenizer)
-    if model.backend == "onnx":
-        from ambient.runtime.onnx_model import release_memory
-
-        release_memory()  # what building the LM's trie and word lists freed (~15 MB)
+    release_memory()  # what building the LM's trie and word lists freed (~15 MB)
     return StreamingRecognizer(model, chunk_ms=rc.chunk_ms, lm=lm, final_pass=rc.final_pass)
