@@ -301,9 +301,10 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _lm_binary(args: argparse.Namespace) -> int:
     from ambient.errors import AmbientError
+    from ambient.model.lexicon_lm import ARPA_FILES
     from ambient.train.kenlm_binary import write_kenlm_binary
 
-    arpa = next((args.folder / n for n in ("lm.arpa", "lm.arpa.gz") if (args.folder / n).is_file()), None)
+    arpa = next((args.folder / n for n in ARPA_FILES if (args.folder / n).is_file()), None)
     if arpa is None:
         raise AmbientError(f"{args.folder}: no lm.arpa or lm.arpa.gz to convert")
     size = write_kenlm_binary(arpa, args.folder / "lm.bin")

@@ -40,11 +40,22 @@ from ambient.model.checksums import recorded_sha256, verify_sha256
 from ambient.model.ctc import Hypothesis, WordTiming, greedy_decode
 from ambient.model.tokenizer import Tokenizer
 
-__all__ = ["LM_FILES", "NGRAM_FILES", "LexiconLm", "LmCollapser", "LmOptions", "find_lm", "load_lm", "resolve_lm"]
+__all__ = [
+    "ARPA_FILES",
+    "LM_FILES",
+    "NGRAM_FILES",
+    "LexiconLm",
+    "LmCollapser",
+    "LmOptions",
+    "find_lm",
+    "load_lm",
+    "resolve_lm",
+]
 
 #: Names of the n-gram model in an LM folder, in order of preference: KenLM's binary trie (mapped, a
 #: third of the ARPA form's memory and fast to load; ``ambient data lm-binary``), then ARPA.
-NGRAM_FILES = ("lm.bin", "lm.arpa", "lm.arpa.gz")
+ARPA_FILES = ("lm.arpa", "lm.arpa.gz")
+NGRAM_FILES = ("lm.bin", *ARPA_FILES)
 #: Names of the files of an LM folder: one n-gram model and the lexicon.
 LM_FILES = (*NGRAM_FILES, "lexicon.txt")
 _NEEDS = "needs lm.bin, lm.arpa or lm.arpa.gz, and lexicon.txt"

@@ -105,13 +105,8 @@ def grow_depth(model: AsrModel, factor: int) -> AsrModel:
         if _is_factor(name, "u") or _is_factor(name, "v"):
             parts[-2] = str(int(parts[-2]) // factor)
             src = old[".".join(parts)]
-        elif (
-            name in old
-            and old[name].dim() >= 1
-            and old[name].shape[0] == old_layers
-            and (target.shape[0] == dims.n_layers and name.startswith("encoder."))
-        ):
-            src = old[name].index_select(0, rows)
+        elif name.startswith("encoder.") and _per_layer(old[name], target, old_layers, dims.n_layers):
+            src = old[name].index_select(0, rows)  # one row per virtual layer: diagonals, biases, vectors
         else:
             src = old[name]
         if src.shape != target.shape:  # pragma: no cover - every encoder tensor is per layer or shared
@@ -120,6 +115,11 @@ def grow_depth(model: AsrModel, factor: int) -> AsrModel:
     grown.load_state_dict(new, strict=True)
     grown.eval()
     return grown
+
+
+def _per_layer(old: torch.Tensor, new: torch.Tensor, old_layers: int, new_layers: int) -> bool:
+    """Whether a tensor holds one row per virtual layer (diagonals, biases, norms, depthwise kernels)."""
+    return old.dim() >= 1 and old.shape[0] == old_layers and new.shape[0] == new_layers
 
 
 def _reshaped(model: AsrModel, dims: ModelDims) -> AsrModel:
