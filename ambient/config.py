@@ -224,10 +224,11 @@ class ModelConfig(_Section):
         description="Model file: the torch checkpoint (`model.pt`) or an exported `model.onnx`; the onnx backend "
         "loads `model.onnx` (`model-int8.onnx` with `int8`) from beside a `.pt`. Its SHA-256 is verified on load.",
     )
-    int8: bool = Field(
-        False,
+    int8: bool | Literal["auto"] = Field(
+        "auto",
         description=(
-            "Load with int8 dynamic quantization of all linear weights (smaller, faster, slightly less accurate)."
+            "int8 weights: `auto` loads `model-int8.onnx` when the onnx backend runs and the model folder ships "
+            "it (fp32 otherwise); `true` also quantizes a torch checkpoint at load; `false` keeps fp32."
         ),
     )
     threads: int = Field(1, ge=1, le=64, description="Intra-op threads for the encoder (onnxruntime or torch).")
@@ -623,7 +624,7 @@ _MARKDOWN_INTRO: tuple[str, ...] = (
     "audio:",
     "  device: USB          # a unique part of the name shown by `ambient devices`, or its index",
     "model:",
-    "  int8: true           # smaller and faster on ARM",
+    "  threads: 1           # one core is enough in real time",
     "  mlock: true          # keep the model in RAM (needs LimitMEMLOCK=infinity)",
     "socket:",
     "  group: ambient       # members of this group may read transcripts",

@@ -32,13 +32,14 @@ from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
 from ambient.text.normalize import normalize_text
 from ambient.train.manifest import read_manifest
 
-VARIANTS = ("onnx-fp32", "onnx-int8", "onnx-int8pc", "torch-fp32", "torch-int8")
+VARIANTS = ("onnx-fp32", "onnx-int8", "onnx-int8dyn", "onnx-int8pc", "torch-fp32", "torch-int8")
 
 
 def _model(name: str, path: Path) -> AcousticModel:
-    if name == "onnx-int8pc":
-        out = Path(tempfile.mkdtemp(prefix="amb-pc-")) / "model-int8pc.onnx"
-        quantize_onnx_int8(path.with_suffix(".onnx"), out, per_channel=True)
+    if name in ("onnx-int8dyn", "onnx-int8pc"):
+        out = Path(tempfile.mkdtemp(prefix="amb-dyn-")) / f"model-{name[5:]}.onnx"
+        scheme = "dynamic" if name == "onnx-int8dyn" else "dynamic-per-channel"
+        quantize_onnx_int8(path.with_suffix(".onnx"), out, scheme=scheme)
         return load_onnx_model(out, threads=1, verify=False)
     backend, precision = name.split("-")
     return load_acoustic_model(path, backend=backend, int8=precision == "int8", threads=1)  # type: ignore[arg-type]

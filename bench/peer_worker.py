@@ -1,6 +1,7 @@
 """Transcribe a manifest with one system in this process; print one JSON object (bench/peers.py runs it).
 
-Usage: python bench/peer_worker.py SYSTEM MANIFEST [--max N] [--model PATH] [--chunk-ms N] [--int8] [--lm auto|off]
+Usage: python bench/peer_worker.py SYSTEM MANIFEST [--max N] [--model PATH] [--chunk-ms N] [--lm auto|off]
+                                    [--precision auto|int8|fp32]
                                     [--final-pass full|streaming]
 SYSTEM: ambient | pocketsphinx | whisper-tiny.en
 """
@@ -26,16 +27,15 @@ def _utterances(manifest: Path, limit: int | None) -> list[dict[str, Any]]:
 
 
 def _ambient(args: argparse.Namespace) -> tuple[Any, Any]:
-    import torch
-
     from ambient.audio.io import iter_audio_blocks
     from ambient.config import RecognizerConfig
-    from ambient.model.checkpoint import load_model
     from ambient.model.lexicon_lm import load_lm
+    from ambient.stream.factory import load_acoustic_model, resolve_backend
     from ambient.stream.recognizer import StreamingRecognizer, transcribe_blocks
 
-    torch.set_num_threads(1)
-    model = load_model(args.model, int8=args.int8)
+    int8 = {"auto": "auto", "int8": True, "fp32": False}[args.precision]
+    backend, file = resolve_backend(args.model, backend="auto", int8=int8)  # type: ignore[arg-type]
+    model = load_acoustic_model(args.model, backend="auto", int8=int8, threads=1)  # type: ignore[arg-type]
     lm = load_lm(args.lm, model_path=args.model, tokenizer=model.tokenizer)  # the daemon's default settings
     final_pass = args.final_pass or RecognizerConfig().final_pass  # the daemon's default
     rec = StreamingRecognizer(model, chunk_ms=args.chunk_ms, lm=lm, final_pass=final_pass)
@@ -44,7 +44,7 @@ def _ambient(args: argparse.Namespace) -> tuple[Any, Any]:
         hyp, _ = transcribe_blocks(rec, iter_audio_blocks(path, block_samples=480))
         return hyp.text
 
-    return run, {"streaming": True, "final_pass": final_pass}
+    return run, {"streaming": True, "final_pass": final_pass, "backend": backend, "model_file": str(file)}
 
 
 def _pocketsphinx(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -87,7 +87,12 @@ def main() -> None:
     ap.add_argument("--max", type=int, default=None)
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--chunk-ms", type=int, default=640)
-    ap.add_argument("--int8", action="store_true")
+    ap.add_argument(
+        "--precision",
+        choices=("auto", "int8", "fp32"),
+        default="auto",
+        help="ambient: model.int8 (auto = model-int8.onnx when shipped, the daemon's default)",
+    )
     ap.add_argument("--lm", default="auto", help="ambient: word LM (auto = beside the model, off = greedy)")
     ap.add_argument("--final-pass", choices=["full", "streaming"], default=None, help="ambient: default the daemon's")
     args = ap.parse_args()

@@ -3,10 +3,12 @@
 Usage:
   python bench/peers.py --model models/ambient-base/model.pt --manifest NAME=PATH [--manifest ...]
                         [--max 200] [--json OUT]
-                        [--systems ambient,ambient-streaming,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en]
+                        [--systems ambient,ambient-streaming,ambient-fp32,ambient-greedy,pocketsphinx,whisper-tiny.en]
 
-``ambient`` decodes as the daemon does by default (word LM beside the model, finals from the
-full-context second pass), ``ambient-streaming`` keeps the chunked pass's finals, ``ambient-greedy``
+``ambient`` decodes as the daemon does by default (onnx backend with ``model-int8.onnx`` when the
+folder ships it, word LM beside the model, finals from the full-context second pass; a training
+checkpoint with no ONNX files beside it runs on torch in fp32), ``ambient-fp32`` the same with fp32
+weights, ``ambient-streaming`` keeps the chunked pass's finals, ``ambient-greedy``
 uses greedy CTC (with the default final pass). Each system runs in its own process (1 thread) so
 its resident memory is its own. WER uses the same text normalization as training (numbers spelled
 out, lower case, no punctuation). The peers are optional extras (`scripts/setup.sh --bench`), not
@@ -42,13 +44,13 @@ from ambient.text.normalize import normalize_text  # noqa: E402
 REFERENCE_SYSTEM = "ambient"
 
 
-#: ambient variants: name -> (int8, LM setting, final pass or None for the daemon's default).
+#: ambient variants: name -> (precision, LM setting, final pass or None for the daemon's default).
 #: "ambient" is what the daemon runs by default.
-AMBIENT_VARIANTS: dict[str, tuple[bool, str, str | None]] = {
-    "ambient": (False, "auto", None),
-    "ambient-streaming": (False, "auto", "streaming"),
-    "ambient-int8": (True, "auto", None),
-    "ambient-greedy": (False, "off", None),
+AMBIENT_VARIANTS: dict[str, tuple[str, str, str | None]] = {
+    "ambient": ("auto", "auto", None),
+    "ambient-streaming": ("auto", "auto", "streaming"),
+    "ambient-fp32": ("fp32", "auto", None),
+    "ambient-greedy": ("auto", "off", None),
 }
 
 
@@ -57,7 +59,7 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> tuple[d
     ``(errors, words)`` table (None if it failed)."""
     variant = AMBIENT_VARIANTS.get(system)
     if variant is not None:
-        int8, lm, final_pass = variant
+        precision, lm, final_pass = variant
         worker = "ambient"
     else:
         worker = system
@@ -65,7 +67,7 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> tuple[d
     if args.max:
         cmd += ["--max", str(args.max)]
     if variant is not None:
-        cmd += ["--model", str(args.model), "--lm", lm] + (["--int8"] if int8 else [])
+        cmd += ["--model", str(args.model), "--lm", lm, "--precision", precision]
         cmd += ["--final-pass", final_pass] if final_pass else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -143,7 +145,7 @@ def main() -> None:
     ap.add_argument("--max", type=int, default=200)
     ap.add_argument("--chunk-ms", type=int, default=640)
     ap.add_argument(
-        "--systems", default="ambient,ambient-streaming,ambient-int8,ambient-greedy,pocketsphinx,whisper-tiny.en"
+        "--systems", default="ambient,ambient-streaming,ambient-fp32,ambient-greedy,pocketsphinx,whisper-tiny.en"
     )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--resamples", type=int, default=10_000, help="paired bootstrap draws per comparison")

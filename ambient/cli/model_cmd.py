@@ -55,7 +55,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     exp.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="ONNX file to write (with its .sha256)")
     exp.add_argument("--no-int8", action="store_true", help="skip the int8 twin (<OUT stem>-int8.onnx)")
     exp.add_argument(
-        "--per-channel", action="store_true", help="int8 with one scale per output channel (default: per tensor)"
+        "--int8-scheme",
+        choices=("block", "dynamic", "dynamic-per-channel"),
+        default="block",
+        help="block (default): weight-only int8, a scale per 32 weights (MatMulNBits), activations fp32; "
+        "dynamic: int8 activations per call, a scale per tensor (or per output channel)",
     )
     exp.set_defaults(func=run_export)
 
@@ -118,7 +122,7 @@ def run_export(args: argparse.Namespace) -> int:
     """Export a model file to ONNX."""
     from ambient.model.export.onnx_graph import export_onnx
 
-    written = export_onnx(args.path, args.onnx, int8=not args.no_int8, per_channel=args.per_channel)
+    written = export_onnx(args.path, args.onnx, int8=not args.no_int8, int8_scheme=args.int8_scheme)
     for name, sha in written.items():
         size = (args.onnx.parent / name).stat().st_size
         print(f"wrote {args.onnx.parent / name} ({size / 1e6:.1f} MB, sha256 {sha[:16]}...)")

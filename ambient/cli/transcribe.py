@@ -33,9 +33,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=100,
         help="how much audio is fed per step (does not change results)",
     )
-    p.add_argument(
-        "--int8", action="store_true", help="int8 weights (model-int8.onnx, or torch's dynamic quantization)"
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--int8",
+        dest="int8",
+        action="store_const",
+        const=True,
+        default="auto",
+        help="int8 weights (model-int8.onnx, or torch's dynamic quantization); by default model-int8.onnx "
+        "when the onnx backend runs and the model folder ships it (model.int8: auto)",
     )
+    precision.add_argument("--fp32", dest="int8", action="store_const", const=False, help="fp32 weights")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument(
         "--backend",

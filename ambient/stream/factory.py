@@ -22,21 +22,30 @@ from ambient.stream.recognizer import StreamingRecognizer
 if TYPE_CHECKING:
     from ambient.config import Config
 
-__all__ = ["Backend", "build_recognizer", "load_acoustic_model", "resolve_backend"]
+__all__ = ["Backend", "Precision", "build_recognizer", "load_acoustic_model", "resolve_backend"]
 
 Backend = Literal["auto", "onnx", "torch"]
 
 
-def resolve_backend(path: Path, *, backend: Backend, int8: bool) -> tuple[Literal["onnx", "torch"], Path]:
+Precision = bool | Literal["auto"]
+
+
+def resolve_backend(path: Path, *, backend: Backend, int8: Precision) -> tuple[Literal["onnx", "torch"], Path]:
     """The backend and the file it loads for ``model.path`` = ``path``: a ``.onnx`` path is the onnx
     backend's file; beside a ``.pt`` the onnx backend reads ``<stem>.onnx`` (``<stem>-int8.onnx`` with
-    ``int8``), which ``auto`` uses when it exists."""
+    ``int8``), which ``auto`` uses when it exists. ``int8="auto"`` takes ``<stem>-int8.onnx`` when the
+    onnx backend runs and that file exists, else the fp32 file of the backend."""
     if path.suffix == ".onnx":
         if backend == "torch":
             raise CheckpointError(f"{path}: the torch backend needs a torch checkpoint (model.pt), not an ONNX file")
-        if int8 and not path.stem.endswith("-int8"):
+        if int8 is True and not path.stem.endswith("-int8"):
             path = path.with_name(f"{path.stem}-int8.onnx")
         return "onnx", path
+    if int8 == "auto":
+        quantized = path.with_name(f"{path.stem}-int8.onnx")
+        if backend != "torch" and quantized.exists():
+            return "onnx", quantized
+        int8 = path.stem.endswith("-int8")
     stem = path.stem if not int8 or path.stem.endswith("-int8") else f"{path.stem}-int8"
     onnx_file = path.with_name(f"{stem}.onnx")
     if backend == "onnx" or (backend == "auto" and onnx_file.exists()):
@@ -45,7 +54,7 @@ def resolve_backend(path: Path, *, backend: Backend, int8: bool) -> tuple[Litera
 
 
 def load_acoustic_model(
-    path: Path, *, backend: Backend = "auto", int8: bool = False, threads: int = 1
+    path: Path, *, backend: Backend = "auto", int8: Precision = False, threads: int = 1
 ) -> AcousticModel:
     """Load the acoustic model for ``model.path`` = ``path`` on ``threads`` intra-op threads (see
     :func:`resolve_backend`). Raises ``CheckpointError`` (one line) for a missing, corrupt, truncated
@@ -68,7 +77,7 @@ def load_acoustic_model(
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
-    return TorchAcoustic(load_model(file, int8=int8))
+    return TorchAcoustic(load_model(file, int8=int8 is True))
 
 
 def build_recognizer(cfg: Config) -> StreamingRecognizer:

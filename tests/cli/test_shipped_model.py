@@ -73,14 +73,22 @@ def test_the_shipped_language_model_verifies_and_is_found_by_default() -> None:
     assert all(f.stat().st_size < 25 * 1024 * 1024 for f in SHIPPED.rglob("*") if f.is_file())
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+#: ``ambient transcribe`` options: the default (model-int8.onnx on onnxruntime), fp32 ONNX, and the
+#: torch backends on the fp32 and int8 checkpoints.
+PRECISIONS = {
+    "default": [],
+    "onnx-fp32": ["--fp32"],
+    "torch-fp32": ["--backend", "torch"],
+    "torch-int8": ["--backend", "torch", "--model", str(SHIPPED / "model-int8.pt")],
+}
+
+
+@pytest.mark.parametrize("precision", list(PRECISIONS))
 def test_transcribe_recognizes_synthesized_speech_with_the_default_model(
     synth: Callable[..., Path], precision: str
 ) -> None:
     files = [synth(s) for s in SENTENCES]
-    args = ["transcribe", "--json", *map(str, files)]
-    if precision == "int8":
-        args = ["transcribe", "--json", "--model", str(SHIPPED / "model-int8.pt"), *map(str, files)]
+    args = ["transcribe", "--json", *PRECISIONS[precision], *map(str, files)]
     proc = _ambient(*args)
     assert proc.returncode == 0, proc.stderr
     results = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -52,7 +52,7 @@ from ambient.model.dims import ModelDims
 from ambient.model.sharing import LinearBank, VectorBank, group_index
 from ambient.runtime.onnx_model import ONNX_FORMAT, ONNX_VERSION
 
-__all__ = ["OPSET", "build_onnx", "export_onnx", "int8_path", "metadata_of", "quantize_onnx_int8"]
+__all__ = ["INT8_SCHEMES", "OPSET", "build_onnx", "export_onnx", "int8_path", "metadata_of", "quantize_onnx_int8"]
 
 OPSET = 17  # LayerNormalization
 _INT_MAX = np.iinfo(np.int64).max
@@ -322,23 +322,52 @@ def build_onnx(model: AsrModel, *, metadata: dict[str, str] | None = None) -> on
     return proto
 
 
-def quantize_onnx_int8(src: Path, dst: Path, *, per_channel: bool = False) -> None:
-    """int8 dynamic quantization of every MatMul weight (onnxruntime's quantizer); the metadata is kept
-    with ``ambient.quantized = int8``. A shared weight is quantized once and stays shared."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+#: How ``quantize_onnx_int8`` stores the MatMul weights in int8.
+#:
+#: - ``block``: weight-only, ``MatMulNBits`` with 8 bits and one fp32 scale per 32 input rows of each
+#:   output column (onnxruntime's ``MatMulNBitsQuantizer``); activations stay fp32. The default: closest
+#:   to fp32, and the smallest in memory, because the graph keeps one node per MatMul (dynamic
+#:   quantization adds quantize, integer-MatMul and rescale nodes per use, and each node costs the session
+#:   memory: per virtual layer that is more than the layer's weights).
+#: - ``dynamic`` / ``dynamic-per-channel``: onnxruntime's dynamic quantization (int8 activations computed
+#:   per call; one scale per tensor or per output channel). Faster, further from fp32.
+INT8_SCHEMES = ("block", "dynamic", "dynamic-per-channel")
+INT8_BLOCK = 32
 
+
+def quantize_onnx_int8(src: Path, dst: Path, *, scheme: str = "block") -> None:
+    """int8 copy of every MatMul weight of ``src`` in ``dst`` (see :data:`INT8_SCHEMES`); the metadata is
+    kept, with ``ambient.quantized`` naming the scheme (``int8-block32``, ``int8``, ``int8-per-channel``).
+    A shared weight is quantized once and stays one initializer that every virtual layer names."""
+    if scheme not in INT8_SCHEMES:
+        raise ValueError(f"unknown int8 scheme {scheme!r} (one of {', '.join(INT8_SCHEMES)})")
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer advises "pre-processing" on the root logger: none applies here
+    root.setLevel(logging.ERROR)  # the quantizers log advice and per-node notes on the root logger
     try:
-        quantize_dynamic(
-            src, dst, weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul"]
-        )
+        if scheme == "block":
+            from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+            config = nbits.DefaultWeightOnlyQuantConfig(block_size=INT8_BLOCK, is_symmetric=True, bits=8)
+            quantizer = nbits.MatMulNBitsQuantizer(
+                onnx.load(str(src)), bits=8, block_size=INT8_BLOCK, is_symmetric=True, algo_config=config
+            )
+            quantizer.process()
+            proto = quantizer.model.model
+            tag = f"int8-block{INT8_BLOCK}"
+        else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            per_channel = scheme == "dynamic-per-channel"
+            quantize_dynamic(
+                src, dst, weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul"]
+            )
+            proto = onnx.load(str(dst))
+            tag = "int8-per-channel" if per_channel else "int8"
     finally:
         root.setLevel(level)
-    proto = onnx.load(str(dst))
     props = {p.key: p.value for p in proto.metadata_props}
-    props["ambient.quantized"] = "int8-per-channel" if per_channel else "int8"
+    props["ambient.quantized"] = tag
     del proto.metadata_props[:]
     helper.set_model_props(proto, props)
     onnx.save(proto, str(dst))
@@ -361,7 +390,7 @@ def _save_with_sha(proto: onnx.ModelProto, path: Path) -> str:
     return digest
 
 
-def export_onnx(model_path: Path, out: Path, *, int8: bool = True, per_channel: bool = False) -> dict[str, str]:
+def export_onnx(model_path: Path, out: Path, *, int8: bool = True, int8_scheme: str = "block") -> dict[str, str]:
     """Export the fp32 checkpoint ``model_path`` (SHA-256 verified) to ``out`` and, with ``int8``, its
     int8 twin (:func:`int8_path`); each file gets a ``.sha256`` beside it. Returns ``{file name: sha256}``."""
     from ambient.model.checkpoint import file_sha256, load_model
@@ -379,7 +408,7 @@ def export_onnx(model_path: Path, out: Path, *, int8: bool = True, per_channel: 
     if int8:
         q = int8_path(out)
         tmp = q.with_name(f".{q.name}.quantizing{os.getpid()}")
-        quantize_onnx_int8(out, tmp, per_channel=per_channel)
+        quantize_onnx_int8(out, tmp, scheme=int8_scheme)
         written[q.name] = _save_with_sha(onnx.load(str(tmp)), q)
         tmp.unlink()
     return written
