@@ -205,6 +205,7 @@ def load_onnx_model(path: str | Path, *, threads: int = 1, verify: bool = True) 
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Shapes change every call (the caches grow to the left context): an arena would keep its peak.
     opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
     opts.log_severity_level = 3
     # Prepacked copies of the MatMul weights would double them in memory for no measurable speed here.
     opts.add_session_config_entry("session.disable_prepacking", "1")
