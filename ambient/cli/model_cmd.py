@@ -7,6 +7,9 @@ training states, written as a model file (see :mod:`ambient.train.average`).
 rank ``R``, computing exactly what it did; ``--depth F`` repeats every virtual layer ``F`` times over
 the same shared weights (a start for training, see :mod:`ambient.train.grow`).
 
+``ambient model shrink MODEL --rank R --out FILE``: the low-rank factors replaced by their rank-``R``
+truncated SVD, for factors that use fewer directions than they store (see :mod:`ambient.train.shrink`).
+
 ``ambient model export MODEL --onnx OUT``: the ONNX graph of the streaming step (every cache an explicit
 input and output; also the full-context pass) and its int8 twin ``<OUT stem>-int8.onnx``, for the
 torch-free runtime (see :mod:`ambient.model.export.onnx_graph`).
@@ -50,6 +53,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     grow.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
     grow.add_argument("--seed", type=int, default=0, help="seeds the fresh rows of the V factors (default 0)")
     grow.set_defaults(func=run_grow)
+    shrink = msub.add_parser("shrink", help="shrink a model's low-rank factors to a lower rank (truncated SVD)")
+    shrink.add_argument("path", type=Path, help="fp32 model file with low-rank factors (scheme residual or lowrank)")
+    shrink.add_argument("--rank", type=int, required=True, help="the new rank (1 to the current one)")
+    shrink.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
+    shrink.set_defaults(func=run_shrink)
     exp = msub.add_parser("export", help="export a model to ONNX for the torch-free runtime (fp32 and int8)")
     exp.add_argument("path", type=Path, help="fp32 model file (model.pt)")
     exp.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="ONNX file to write (with its .sha256)")
@@ -114,6 +122,17 @@ def run_grow(args: argparse.Namespace) -> int:
     how = [f"to rank {args.rank}"] if args.rank is not None else []
     how += [f"to {args.depth}x the virtual layers"] if args.depth > 1 else []
     print(f"grew {args.path} {' and '.join(how)}: {before:,} -> {after:,} stored params")
+    print(f"wrote {args.out} (sha256 {sha[:16]}...)")
+    return 0
+
+
+def run_shrink(args: argparse.Namespace) -> int:
+    """Shrink a model file's low-rank factors."""
+    from ambient.train.shrink import shrink_model_file
+
+    sha, before, after, kept = shrink_model_file(args.path, args.rank, args.out)
+    print(f"shrank {args.path} to rank {args.rank}: {before:,} -> {after:,} stored params")
+    print(f"every U·V keeps at least {100 * kept:.1f} % of its energy (squared singular values)")
     print(f"wrote {args.out} (sha256 {sha[:16]}...)")
     return 0
 

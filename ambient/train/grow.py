@@ -26,7 +26,7 @@ from ambient.model.dims import ModelDims
 from ambient.model.info import stored_params
 from ambient.model.sharing import init_bound
 
-__all__ = ["grow_depth", "grow_model_file", "grow_rank"]
+__all__ = ["grow_depth", "grow_model_file", "grow_rank", "load_fp32_model"]
 
 
 def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
@@ -117,6 +117,18 @@ def grow_depth(model: AsrModel, factor: int) -> AsrModel:
     return grown
 
 
+def load_fp32_model(src: str | Path, action: str) -> AsrModel:
+    """Load an fp32 model file to reshape it; ``action`` ("grown", "shrunk") names what int8 refuses.
+
+    Raises:
+        CheckpointError: ``src`` is unreadable, or an int8 file (its packed weights cannot be reshaped).
+    """
+    model = load_model(src)
+    if model.meta.get("int8"):
+        raise CheckpointError(f"{src}: an int8 model file cannot be {action}; use the fp32 file")
+    return model
+
+
 def _per_layer(old: torch.Tensor, new: torch.Tensor, old_layers: int, new_layers: int) -> bool:
     """Whether a tensor holds one row per virtual layer (diagonals, biases, norms, depthwise kernels)."""
     return old.dim() >= 1 and old.shape[0] == old_layers and new.shape[0] == new_layers
@@ -148,9 +160,7 @@ def grow_model_file(
         CheckpointError: ``src`` is not a readable fp32 model file.
         ConfigError: see :func:`grow_rank`.
     """
-    model = load_model(src)
-    if model.meta.get("int8"):
-        raise CheckpointError(f"{src}: an int8 model file cannot be grown; use the fp32 file")
+    model = load_fp32_model(src, "grown")
     grown = model if rank is None else grow_rank(model, rank, seed=seed)
     if depth > 1:
         grown = grow_depth(grown, depth)

@@ -125,3 +125,43 @@ def test_peers_splits_a_set_by_corpus_and_reuses_earlier_peer_rows() -> None:
     assert reused_row("peer", "s", Path("other.jsonl"), old) is None
     assert reused_row("peer", "t", Path("m.jsonl"), old) is None
     assert reused_row("broken", "s", Path("m.jsonl"), old) is None
+
+
+def _eval_file(path: Path, name: str, hyps: list[str], refs: list[str], sources: list[str]) -> Path:
+    detail = [
+        {"audio": f"/x/{i}.wav", "source": s, "speaker": f"s{i}", "reference": r, "hypothesis": h}
+        for i, (r, h, s) in enumerate(zip(refs, hyps, sources, strict=True))
+    ]
+    path.write_text(json.dumps({"set": name, "wer": 0.0, "utterances_detail": detail}) + "\n")
+    return path
+
+
+def test_compare_models_reports_new_minus_old_per_corpus(tmp_path: Path) -> None:
+    refs = ["turn on the kitchen light" if i % 2 else f"sentence {chr(97 + i % 26)} is read" for i in range(60)]
+    sources = ["commands" if i % 2 else "sentences" for i in range(60)]
+    old_hyps = ["turn on a light" if i % 2 else r for i, r in enumerate(refs)]  # commands: 2 errors in 5 words
+    old = _eval_file(tmp_path / "old.json", "unseen", old_hyps, refs, sources)
+    new = _eval_file(tmp_path / "new.json", "unseen", refs, refs, sources)  # all right
+    out = tmp_path / "cmp.json"
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "compare_models.py"), str(old), str(new), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {row["corpus"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"all", "commands", "sentences"}
+    assert rows["commands"]["old_wer"] == 40.0 and rows["commands"]["new_wer"] == 0.0
+    assert rows["commands"]["delta"] == -40.0 and rows["commands"]["ci95"][1] < 0  # new is better
+    assert rows["sentences"]["delta"] == 0.0 and rows["sentences"]["ci95"] == [0.0, 0.0]
+    assert rows["all"]["utterances"] == 60 and "unseen" in r.stdout
+    # a file without per-utterance results is refused in one line
+    (tmp_path / "bare.json").write_text(json.dumps({"set": "unseen", "wer": 0.5}) + "\n")
+    bad = subprocess.run(
+        [sys.executable, str(BENCH / "compare_models.py"), str(tmp_path / "bare.json"), str(new)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "--utterances" in bad.stderr and bad.stderr.strip().count("\n") == 0
