@@ -82,6 +82,10 @@ def run_system(system: str, manifest: Path, args: argparse.Namespace) -> tuple[d
     return out, errors
 
 
+#: Row keys that carry the corpora's text (references, hypotheses): written by --json, never by --summary-json.
+PRIVATE_KEYS = ("refs", "hyps", "row_sources")
+
+
 def reused_row(system: str, name: str, manifest: Path, old_rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A peer's row from an earlier ``--json`` of this script, if it ran on the same set and file.
 
@@ -147,7 +151,15 @@ def main() -> None:
     ap.add_argument(
         "--systems", default="ambient,ambient-streaming,ambient-fp32,ambient-greedy,pocketsphinx,whisper-tiny.en"
     )
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--json", type=Path, default=None, help="every row, references and hypotheses included (keep under data/)"
+    )
+    ap.add_argument(
+        "--summary-json",
+        type=Path,
+        default=None,
+        help="the same rows without references and hypotheses (the corpora's text): the form to commit",
+    )
     ap.add_argument("--resamples", type=int, default=10_000, help="paired bootstrap draws per comparison")
     ap.add_argument(
         "--reuse",
@@ -214,6 +226,9 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; 1 thread per system")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    if args.summary_json:
+        summary = [{k: v for k, v in row.items() if k not in PRIVATE_KEYS} for row in rows]
+        args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

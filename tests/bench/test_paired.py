@@ -88,7 +88,8 @@ def test_peers_compares_every_system_with_ambient(synth: Callable[..., Path], tm
     out = tmp_path / "peers.json"
     r = subprocess.run(
         [sys.executable, str(BENCH / "peers.py"), "--model", str(SHIPPED), "--manifest", f"few={manifest}",
-         "--systems", "ambient,ambient-greedy", "--resamples", "300", "--json", str(out)],
+         "--systems", "ambient,ambient-greedy", "--resamples", "300", "--json", str(out),
+         "--summary-json", str(tmp_path / "summary.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -100,6 +101,11 @@ def test_peers_compares_every_system_with_ambient(synth: Callable[..., Path], tm
     assert v["ci95"][0] <= v["delta_pts"] + 0.01 and v["delta_pts"] - 0.01 <= v["ci95"][1]
     assert 0.0 <= v["p_better"] <= 1.0
     assert "few            ambient-greedy   minus ambient:" in r.stdout
+    # the committable summary holds the figures but none of the corpora's text
+    summary = {row["system"]: row for row in json.loads((tmp_path / "summary.json").read_text())}
+    assert summary["ambient-greedy"]["vs_ambient"] == v and summary["ambient"]["wer"] == rows["ambient"]["wer"]
+    assert all("refs" not in row and "hyps" not in row for row in summary.values())
+    assert rows["ambient"]["refs"] == sentences and "row_sources" in rows["ambient"]
 
 
 def test_peers_splits_a_set_by_corpus_and_reuses_earlier_peer_rows() -> None:
