@@ -1,7 +1,8 @@
 """``ambient model info [PATH] [--json]``: what a model file holds.
 
 ``ambient model average RUN_DIR --last N --out FILE``: the mean of the weights of a run's last ``N``
-training states, written as a model file (see :mod:`ambient.train.average`).
+training states, written as a model file (see :mod:`ambient.train.average`); ``--files A B ...``
+averages the given model files instead (e.g. a model and its fine-tuned version).
 
 ``ambient model grow MODEL --rank R --out FILE``: the same model with its low-rank factors grown to
 rank ``R``, computing exactly what it did; ``--depth F`` repeats every virtual layer ``F`` times over
@@ -33,11 +34,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=run_info)
     avg = msub.add_parser("average", help="average the weights of a run's last training states into a model file")
-    avg.add_argument("run_dir", type=Path, help="training run directory (holds state-*.pt and last.pt)")
+    avg.add_argument("run_dir", type=Path, nargs="?", help="training run directory (holds state-*.pt and last.pt)")
     avg.add_argument("--last", type=int, default=5, help="how many of the newest training states (default 5)")
+    avg.add_argument(
+        "--files",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="average these model files or training states instead of a run's last ones (same dims), e.g. a "
+        "model and its fine-tuned version",
+    )
     avg.add_argument("--out", type=Path, required=True, help="model file to write (with its .sha256)")
     avg.add_argument(
-        "--reference", type=Path, default=None, help="model file giving dims, tokenizer, meta (default RUN_DIR/last.pt)"
+        "--reference",
+        type=Path,
+        default=None,
+        help="model file giving dims, tokenizer, meta (default RUN_DIR/last.pt, or the last of --files)",
     )
     avg.set_defaults(func=run_average)
     grow = msub.add_parser("grow", help="grow a model's low-rank factors to a higher rank (same outputs)")
@@ -101,10 +113,17 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_average(args: argparse.Namespace) -> int:
     """Average the newest training states of a run into a model file."""
+    from ambient.errors import ConfigError
     from ambient.train.average import average_checkpoints, last_training_states
 
-    states = last_training_states(args.run_dir, args.last)
-    reference: Path = args.reference or args.run_dir / "last.pt"
+    if (args.run_dir is None) == (args.files is None):
+        raise ConfigError("ambient model average: give a run directory or --files (exactly one)")
+    if args.files is not None:
+        states = list(args.files)
+        reference: Path = args.reference or states[-1]
+    else:
+        states = last_training_states(args.run_dir, args.last)
+        reference = args.reference or args.run_dir / "last.pt"
     sha = average_checkpoints(states, reference, args.out)
     print(f"averaged {', '.join(p.name for p in states)} -> {args.out} (sha256 {sha[:16]}...)")
     return 0

@@ -53,7 +53,8 @@ def test_shipped_files_verify_and_fit_the_budget() -> None:
     fp32 = load_model(SHIPPED / "model.pt")  # verifies the SHA-256
     int8 = load_model(SHIPPED / "model-int8.pt")
     assert int8.meta["int8"] and not fp32.meta["int8"]
-    assert stored_params(fp32) <= 5_000_000 < 2 * virtual_params(fp32)
+    # the mission's budget (issue 23): at most 5M stored, and reuse: every stored weight applied twice or more
+    assert stored_params(fp32) <= 5_000_000 and virtual_params(fp32) >= 2 * stored_params(fp32)
     assert fp32.dims.n_layers >= 6 and fp32.dims.sharing.scheme == "residual"
     assert (SHIPPED / "model.pt").stat().st_size < 25 * 1024 * 1024
     assert "Measured" in (SHIPPED / "README.md").read_text()

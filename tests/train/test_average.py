@@ -99,3 +99,29 @@ def test_the_cli_averages_a_run_and_refuses_too_few_states(tiny_checkpoint: Path
         "state-000000005.pt",
         "state-000000006.pt",
     ]
+
+
+def test_the_cli_averages_given_model_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """``--files``: a model and its fine-tuned version, averaged half and half (a weight-space soup)."""
+    import subprocess
+    import sys
+
+    model = load_model(tiny_checkpoint)
+    tuned = tmp_path / "tuned.pt"
+    model.load_state_dict(_perturbed(tiny_checkpoint, 7))
+    save_model(model, tuned)
+    out = tmp_path / "soup.pt"
+    cmd = [sys.executable, "-m", "ambient", "model", "average"]
+    ok = subprocess.run(
+        [*cmd, "--files", str(tiny_checkpoint), str(tuned), "--out", str(out)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    soup, a, b = load_model(out), load_model(tiny_checkpoint).state_dict(), load_model(tuned).state_dict()
+    for k, v in soup.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a[k] + b[k]) / 2)
+    assert soup.meta["training"]["averaged_from"] == [tiny_checkpoint.name, "tuned.pt"]
+    both = subprocess.run([*cmd, str(tmp_path), "--files", str(tuned), "--out", str(tmp_path / "x.pt")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert both.returncode != 0 and "exactly one" in both.stderr and not (tmp_path / "x.pt").exists()
+    assert len(both.stderr.strip().splitlines()) == 1

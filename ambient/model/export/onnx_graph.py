@@ -343,9 +343,11 @@ def quantize_onnx_int8(src: Path, dst: Path, *, scheme: str = "block") -> None:
     A shared weight is quantized once and stays one initializer that every virtual layer names."""
     if scheme not in INT8_SCHEMES:
         raise ValueError(f"unknown int8 scheme {scheme!r} (one of {', '.join(INT8_SCHEMES)})")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizers log advice and per-node notes on the root logger
+    # the quantizers log advice and per-node notes, on the root logger and on their own (set to INFO)
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         if scheme == "block":
             from onnxruntime.quantization import matmul_nbits_quantizer as nbits
@@ -377,7 +379,8 @@ def quantize_onnx_int8(src: Path, dst: Path, *, scheme: str = "block") -> None:
             proto = onnx.load(str(dst))
             tag = "int8-per-channel" if per_channel else "int8"
     finally:
-        root.setLevel(level)
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
     props = {p.key: p.value for p in proto.metadata_props}
     props["ambient.quantized"] = tag
     del proto.metadata_props[:]
