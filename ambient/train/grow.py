@@ -26,7 +26,7 @@ from ambient.model.dims import ModelDims
 from ambient.model.info import stored_params
 from ambient.model.sharing import init_bound
 
-__all__ = ["grow_depth", "grow_model_file", "grow_rank", "load_fp32_model"]
+__all__ = ["grow_depth", "grow_model_file", "grow_rank", "load_fp32_model", "reshaped_copy"]
 
 
 def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
@@ -45,7 +45,7 @@ def grow_rank(model: AsrModel, rank: int, *, seed: int = 0) -> AsrModel:
         raise ConfigError(f"sharing scheme {sharing.scheme!r} has no low-rank factors to grow")
     if rank < sharing.rank:
         raise ConfigError(f"the new rank ({rank}) is below the model's rank ({sharing.rank})")
-    grown = _reshaped(model, dataclasses.replace(model.dims, sharing=dataclasses.replace(sharing, rank=rank)))
+    grown = reshaped_copy(model, dataclasses.replace(model.dims, sharing=dataclasses.replace(sharing, rank=rank)))
     old = model.state_dict()
     gen = torch.Generator().manual_seed(seed)
     new: dict[str, torch.Tensor] = {}
@@ -96,7 +96,7 @@ def grow_depth(model: AsrModel, factor: int) -> AsrModel:
         n_layers=old_layers * factor,
         sharing=dataclasses.replace(sharing, group_size=group * factor),
     )
-    grown = _reshaped(model, dims)
+    grown = reshaped_copy(model, dims)
     old = model.state_dict()
     rows = torch.arange(dims.n_layers) // factor
     new: dict[str, torch.Tensor] = {}
@@ -134,8 +134,9 @@ def _per_layer(old: torch.Tensor, new: torch.Tensor, old_layers: int, new_layers
     return old.dim() >= 1 and old.shape[0] == old_layers and new.shape[0] == new_layers
 
 
-def _reshaped(model: AsrModel, dims: ModelDims) -> AsrModel:
-    """A fresh model of ``dims`` with ``model``'s tokenizer, feature normalization and meta."""
+def reshaped_copy(model: AsrModel, dims: ModelDims) -> AsrModel:
+    """A fresh (untrained) model of ``dims`` with ``model``'s tokenizer, feature normalization and meta;
+    the caller loads the reshaped weights (``grow_*`` here, :func:`ambient.train.shrink.shrink_rank`)."""
     return AsrModel(
         dims=dims, tokenizer=model.tokenizer, norm_mean=model.norm_mean, norm_std=model.norm_std, meta=dict(model.meta)
     )

@@ -29,7 +29,7 @@ from ambient.model.asr import AsrModel
 from ambient.model.checkpoint import save_model
 from ambient.model.info import stored_params
 from ambient.model.sharing import LinearBank
-from ambient.train.grow import load_fp32_model
+from ambient.train.grow import load_fp32_model, reshaped_copy
 
 __all__ = ["factor_energy", "shrink_model_file", "shrink_rank"]
 
@@ -55,18 +55,45 @@ def _factor_pairs(model: AsrModel) -> list[tuple[str, LinearBank, int]]:
     return out
 
 
+def _energy_share(s: torch.Tensor, rank: int) -> float:
+    """Share of the squared singular values ``s`` (descending) in the first ``rank`` (1.0 if all zero)."""
+    total = float((s**2).sum())
+    return float((s[:rank] ** 2).sum()) / total if total > 0 else 1.0
+
+
 def factor_energy(model: AsrModel, rank: int) -> dict[str, float]:
     """Share of the squared singular values of each stored ``U·V`` within its first ``rank`` directions.
 
     Returns ``{"<slot>[<index>]": share in [0, 1]}`` (1.0 for a zero product).
     """
+    with torch.no_grad():
+        return {
+            f"{name}[{i}]": _energy_share(torch.linalg.svdvals(_product(bank, i)), rank)
+            for name, bank, i in _factor_pairs(model)
+        }
+
+
+def _truncate(model: AsrModel, rank: int) -> tuple[AsrModel, dict[str, float]]:
+    """:func:`shrink_rank`'s model and :func:`factor_energy`'s shares, from one SVD per product."""
+    sharing = model.dims.sharing
+    if sharing.rank < 1:
+        raise ConfigError(f"sharing scheme {sharing.scheme!r} has no low-rank factors to shrink")
+    if not 1 <= rank <= sharing.rank:
+        raise ConfigError(f"the new rank ({rank}) must be between 1 and the model's rank ({sharing.rank})")
+    pairs = _factor_pairs(model)
+    small = reshaped_copy(model, dataclasses.replace(model.dims, sharing=dataclasses.replace(sharing, rank=rank)))
+    new = {k: v.clone() for k, v in model.state_dict().items()}
     shares: dict[str, float] = {}
     with torch.no_grad():
-        for name, bank, i in _factor_pairs(model):
-            s = torch.linalg.svdvals(_product(bank, i))
-            total = float((s**2).sum())
-            shares[f"{name}[{i}]"] = float((s[:rank] ** 2).sum()) / total if total > 0 else 1.0
-    return shares
+        for name, bank, i in pairs:
+            u, s, vt = torch.linalg.svd(_product(bank, i), full_matrices=False)  # of (out, in)
+            root = s[:rank].sqrt()
+            new[f"{name}.u.{i}.weight"] = (u[:, :rank] * root).float()
+            new[f"{name}.v.{i}.weight"] = (root[:, None] * vt[:rank]).float()
+            shares[f"{name}[{i}]"] = _energy_share(s, rank)
+    small.load_state_dict(new, strict=True)
+    small.eval()
+    return small, shares
 
 
 def shrink_rank(model: AsrModel, rank: int) -> AsrModel:
@@ -80,27 +107,7 @@ def shrink_rank(model: AsrModel, rank: int) -> AsrModel:
     Raises:
         ConfigError: the scheme has no low-rank factors, or ``rank`` is out of range.
     """
-    sharing = model.dims.sharing
-    if sharing.rank < 1:
-        raise ConfigError(f"sharing scheme {sharing.scheme!r} has no low-rank factors to shrink")
-    if not 1 <= rank <= sharing.rank:
-        raise ConfigError(f"the new rank ({rank}) must be between 1 and the model's rank ({sharing.rank})")
-    pairs = _factor_pairs(model)
-    dims = dataclasses.replace(model.dims, sharing=dataclasses.replace(sharing, rank=rank))
-    small = AsrModel(
-        dims=dims, tokenizer=model.tokenizer, norm_mean=model.norm_mean, norm_std=model.norm_std, meta=dict(model.meta)
-    )
-    new = {k: v.clone() for k, v in model.state_dict().items()}
-    with torch.no_grad():
-        for name, bank, i in pairs:
-            w = _product(bank, i)  # (out, in)
-            u, s, vt = torch.linalg.svd(w, full_matrices=False)
-            root = s[:rank].sqrt()
-            new[f"{name}.u.{i}.weight"] = (u[:, :rank] * root).float()
-            new[f"{name}.v.{i}.weight"] = (root[:, None] * vt[:rank]).float()
-    small.load_state_dict(new, strict=True)
-    small.eval()
-    return small
+    return _truncate(model, rank)[0]
 
 
 def shrink_model_file(src: str | Path, rank: int, out: str | Path) -> tuple[str, int, int, float]:
@@ -114,8 +121,8 @@ def shrink_model_file(src: str | Path, rank: int, out: str | Path) -> tuple[str,
         ConfigError: see :func:`shrink_rank`.
     """
     model = load_fp32_model(src, "shrunk")
-    small = shrink_rank(model, rank)
-    kept = min(factor_energy(model, rank).values())
+    small, shares = _truncate(model, rank)
+    kept = min(shares.values())
     training = dict(model.meta.get("training") or {})
     training["shrunk_from"] = {"file": Path(src).name, "rank": model.dims.sharing.rank, "min_energy_kept": kept}
     sha = save_model(small, out, meta={"training": training})

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ambient.errors import CheckpointError, ConfigError
+from ambient.model.asr import AsrModel
 from ambient.model.checkpoint import load_model, save_model
 from ambient.train.average import average_checkpoints, average_state_dicts, last_training_states
 from ambient.train.checkpointing import save_training_state
@@ -45,11 +46,17 @@ def test_the_average_of_training_states_is_the_mean_of_their_weights(tiny_checkp
     assert torch.isfinite(log_probs).all() and int(lengths[0]) > 0
 
 
+def _perturbed_file(reference: Path, seed: int, out: Path) -> AsrModel:
+    """``reference``'s model with :func:`_perturbed` weights, saved as ``out`` (returned)."""
+    model = load_model(reference)
+    model.load_state_dict(_perturbed(reference, seed))
+    save_model(model, out)
+    return model
+
+
 def test_model_files_average_too_and_one_input_is_itself(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    model = load_model(tiny_checkpoint)
     other = tmp_path / "other.pt"
-    model.load_state_dict(_perturbed(tiny_checkpoint, 4))
-    save_model(model, other)
+    model = _perturbed_file(tiny_checkpoint, 4, other)
     out = tmp_path / "one.pt"
     average_checkpoints([other], tiny_checkpoint, out)
     for k, v in load_model(out).state_dict().items():
@@ -106,10 +113,8 @@ def test_the_cli_averages_given_model_files(tiny_checkpoint: Path, tmp_path: Pat
     import subprocess
     import sys
 
-    model = load_model(tiny_checkpoint)
     tuned = tmp_path / "tuned.pt"
-    model.load_state_dict(_perturbed(tiny_checkpoint, 7))
-    save_model(model, tuned)
+    _perturbed_file(tiny_checkpoint, 7, tuned)
     out = tmp_path / "soup.pt"
     cmd = [sys.executable, "-m", "ambient", "model", "average"]
     ok = subprocess.run(
